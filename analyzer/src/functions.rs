@@ -1,0 +1,232 @@
+//! SQL functions that decode fanotify values, built from the `schema` tables (names are never
+//! repeated here).
+use std::sync::Arc;
+
+use arrow::array::{Array, ArrayRef, AsArray, BooleanArray, StringArray};
+use arrow::datatypes::{DataType, Int64Type, UInt32Type, UInt64Type};
+use datafusion::common::DataFusionError;
+use datafusion::logical_expr::{ColumnarValue, ScalarUDF, Volatility, create_udf};
+use datafusion::prelude::SessionContext;
+use fantrace_schema::flags::{
+    BitName, MARK_FLAGS, MARK_TYPE_BITS, MASK_BITS, Name, for_each_bit_name, mark_type_name,
+};
+
+/// Name, signature and one-line help of each function, for `\df`-style listings.
+pub const HELP: &[(&str, &str, &str)] = &[
+    (
+        "fan_flag_names",
+        "fan_flag_names(flags UINT32) -> TEXT",
+        "FAN_MARK_* names of a fanotify_mark flags value, '|'-joined; mark type included unless inode; unknown bits as hex",
+    ),
+    (
+        "fan_mask_names",
+        "fan_mask_names(mask UINT64) -> TEXT",
+        "FAN_* event names of a mask, '|'-joined; unknown bits as hex; '0' for an empty mask",
+    ),
+    (
+        "fan_mark_type",
+        "fan_mark_type(flags UINT32) -> TEXT",
+        "inode, mount, filesystem or mntns: the mark-type field of the flags",
+    ),
+    (
+        "errno_name",
+        "errno_name(ret INT64) -> TEXT",
+        "EBADF, ENOENT, ... for a negative return value; NULL for success",
+    ),
+    (
+        "has_mask",
+        "has_mask(mask UINT64, name TEXT) -> BOOLEAN",
+        "whether the mask has the named FAN_* bit, e.g. has_mask(mask, 'FAN_OPEN_PERM')",
+    ),
+];
+
+pub fn register(ctx: &SessionContext) {
+    for udf in [
+        fan_flag_names(),
+        fan_mask_names(),
+        fan_mark_type(),
+        errno_name(),
+        has_mask(),
+    ] {
+        ctx.register_udf(udf);
+    }
+}
+
+fn join_names(table: &[Name], value: u64) -> String {
+    let mut out = String::new();
+    for_each_bit_name(table, value, |b| {
+        if !out.is_empty() {
+            out.push('|');
+        }
+        match b {
+            BitName::Known(n) => out.push_str(n),
+            BitName::Unknown(bits) => out.push_str(&format!("{bits:#x}")),
+        }
+    });
+    out
+}
+
+/// The strace-style rendering of mark flags: action and modifiers, then a non-inode type.
+pub fn flag_names(flags: u64) -> String {
+    let mut out = join_names(MARK_FLAGS, flags & !MARK_TYPE_BITS);
+    if flags & MARK_TYPE_BITS != 0 {
+        if !out.is_empty() {
+            out.push('|');
+        }
+        out.push_str(mark_type_name(flags));
+    }
+    if out.is_empty() { "0".into() } else { out }
+}
+
+pub fn mask_names(mask: u64) -> String {
+    let out = join_names(MASK_BITS, mask);
+    if out.is_empty() { "0".into() } else { out }
+}
+
+fn short_mark_type(flags: u64) -> &'static str {
+    let name = mark_type_name(flags);
+    match name.strip_prefix("FAN_MARK_") {
+        Some("INODE") => "inode",
+        Some("MOUNT") => "mount",
+        Some("FILESYSTEM") => "filesystem",
+        Some("MNTNS") => "mntns",
+        _ => name,
+    }
+}
+
+fn unary_text<T: arrow::datatypes::ArrowPrimitiveType>(
+    name: &str,
+    input: DataType,
+    f: fn(T::Native) -> Option<String>,
+) -> ScalarUDF {
+    create_udf(
+        name,
+        vec![input],
+        DataType::Utf8,
+        Volatility::Immutable,
+        Arc::new(move |args: &[ColumnarValue]| {
+            let arrays = ColumnarValue::values_to_arrays(args)?;
+            let values = arrays[0].as_primitive::<T>();
+            let out: StringArray = values.iter().map(|v| v.and_then(f)).collect();
+            Ok(ColumnarValue::Array(Arc::new(out) as ArrayRef))
+        }),
+    )
+}
+
+fn fan_flag_names() -> ScalarUDF {
+    unary_text::<UInt32Type>("fan_flag_names", DataType::UInt32, |v| {
+        Some(flag_names(u64::from(v)))
+    })
+}
+
+fn fan_mask_names() -> ScalarUDF {
+    unary_text::<UInt64Type>("fan_mask_names", DataType::UInt64, |v| Some(mask_names(v)))
+}
+
+fn fan_mark_type() -> ScalarUDF {
+    unary_text::<UInt32Type>("fan_mark_type", DataType::UInt32, |v| {
+        Some(short_mark_type(u64::from(v)).to_string())
+    })
+}
+
+fn errno_name() -> ScalarUDF {
+    unary_text::<Int64Type>("errno_name", DataType::Int64, |ret| {
+        (ret < 0).then(|| {
+            fantrace_schema::errno::errno_name(-ret)
+                .map(str::to_string)
+                .unwrap_or_else(|| format!("errno {}", -ret))
+        })
+    })
+}
+
+fn has_mask() -> ScalarUDF {
+    create_udf(
+        "has_mask",
+        vec![DataType::UInt64, DataType::Utf8],
+        DataType::Boolean,
+        Volatility::Immutable,
+        Arc::new(|args: &[ColumnarValue]| {
+            let arrays = ColumnarValue::values_to_arrays(args)?;
+            let masks = arrays[0].as_primitive::<UInt64Type>();
+            let names = arrays[1].as_string::<i32>();
+            let mut out = Vec::with_capacity(masks.len());
+            for i in 0..masks.len() {
+                if masks.is_null(i) || names.is_null(i) {
+                    out.push(None);
+                    continue;
+                }
+                let wanted = names.value(i);
+                let bit = MASK_BITS
+                    .iter()
+                    .find(|b| b.name.eq_ignore_ascii_case(wanted))
+                    .ok_or_else(|| {
+                        DataFusionError::Execution(format!(
+                            "has_mask: unknown fanotify event name {wanted:?}; known names: {}",
+                            MASK_BITS
+                                .iter()
+                                .map(|b| b.name)
+                                .collect::<Vec<_>>()
+                                .join(", ")
+                        ))
+                    })?;
+                out.push(Some(masks.value(i) & bit.value == bit.value));
+            }
+            Ok(ColumnarValue::Array(
+                Arc::new(BooleanArray::from(out)) as ArrayRef
+            ))
+        }),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn renders_like_strace() {
+        assert_eq!(flag_names(0x1 | 0x10), "FAN_MARK_ADD|FAN_MARK_MOUNT");
+        assert_eq!(flag_names(0x80), "FAN_MARK_FLUSH");
+        assert_eq!(flag_names(0x2 | 0x110), "FAN_MARK_REMOVE|FAN_MARK_MNTNS");
+        assert_eq!(flag_names(0x1 | 0x8000), "FAN_MARK_ADD|0x8000");
+        assert_eq!(mask_names(0x10000 | 0x8), "FAN_CLOSE_WRITE|FAN_OPEN_PERM");
+        assert_eq!(mask_names(0), "0");
+        assert_eq!(short_mark_type(0x101), "filesystem");
+    }
+
+    #[tokio::test]
+    async fn functions_work_in_sql() {
+        let ctx = SessionContext::new();
+        register(&ctx);
+        let df = ctx
+            .sql(
+                "SELECT fan_flag_names(arrow_cast(17, 'UInt32')) AS f, \
+                 fan_mask_names(arrow_cast(65568, 'UInt64')) AS m, \
+                 fan_mark_type(arrow_cast(256, 'UInt32')) AS t, \
+                 errno_name(arrow_cast(-9, 'Int64')) AS e, errno_name(arrow_cast(0, 'Int64')) AS ok, \
+                 has_mask(arrow_cast(65568, 'UInt64'), 'FAN_OPEN_PERM') AS p",
+            )
+            .await
+            .unwrap();
+        let batches = df.collect().await.unwrap();
+        let text = arrow::util::pretty::pretty_format_batches(&batches)
+            .unwrap()
+            .to_string();
+        for want in [
+            "FAN_MARK_ADD|FAN_MARK_MOUNT",
+            "FAN_OPEN|FAN_OPEN_PERM",
+            "filesystem",
+            "EBADF",
+            "true",
+        ] {
+            assert!(text.contains(want), "{want} missing from\n{text}");
+        }
+        let err = ctx
+            .sql("SELECT has_mask(arrow_cast(1, 'UInt64'), 'FAN_NOPE')")
+            .await
+            .unwrap()
+            .collect()
+            .await
+            .unwrap_err();
+        assert!(err.to_string().contains("unknown fanotify event name"));
+    }
+}

@@ -1,0 +1,94 @@
+//! fantrace-analyzer: SQL over fantrace captures, for anyone who can read the files.
+mod capture;
+mod commands;
+mod format;
+mod functions;
+mod session;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+/// Query fanotify_mark(2) captures written by fantrace-recorder. Needs no privileges.
+#[derive(Parser, Debug)]
+#[command(name = "fantrace-analyzer", version)]
+struct Cli {
+    /// Memory the query engine may use, in bytes (suffixes K, M, G); a query needing more fails
+    /// instead of exhausting the machine.
+    #[arg(long, global = true, default_value = "2G", value_parser = parse_bytes)]
+    memory_limit: usize,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Run one SQL statement over captures.
+    Query(commands::query::QueryArgs),
+    /// List the fantrace SQL functions and the columns of the events table.
+    Functions,
+}
+
+fn parse_bytes(s: &str) -> Result<usize, String> {
+    let (digits, mult) = match s.char_indices().last() {
+        Some((i, 'K' | 'k')) => (&s[..i], 1usize << 10),
+        Some((i, 'M' | 'm')) => (&s[..i], 1 << 20),
+        Some((i, 'G' | 'g')) => (&s[..i], 1 << 30),
+        _ => (s, 1),
+    };
+    digits
+        .parse::<usize>()
+        .ok()
+        .and_then(|n| n.checked_mul(mult))
+        .ok_or_else(|| format!("{s:?} is not a byte count like 512M or 2G"))
+}
+
+/// The SQL reference, derived from the schema's column table and the function table.
+fn print_reference() {
+    println!("Functions:");
+    for (_, signature, help) in functions::HELP {
+        println!("  {signature}\n      {help}");
+    }
+    println!("\nTable events:");
+    for c in fantrace_schema::arrow::COLUMNS {
+        println!(
+            "  {:<16} {:<28} {}",
+            c.name,
+            (c.data_type)().to_string(),
+            c.doc
+        );
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("fantrace-analyzer: error: starting the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let opts = session::SessionOptions {
+        memory_limit: cli.memory_limit,
+    };
+    let result = runtime.block_on(async {
+        match cli.command {
+            Command::Query(args) => commands::query::run(args, opts).await,
+            Command::Functions => {
+                print_reference();
+                Ok(())
+            }
+        }
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("fantrace-analyzer: error: {err:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,111 @@
+//! The one place the query engine is configured: a read-only DataFusion session with a memory
+//! limit and the capture's tables registered.
+use std::sync::Arc;
+
+use anyhow::Context as _;
+use arrow::array::{ArrayRef, RecordBatch, StringArray, UInt64Array};
+use arrow::datatypes::{DataType, Field, Schema};
+use datafusion::datasource::MemTable;
+use datafusion::execution::runtime_env::RuntimeEnvBuilder;
+use datafusion::prelude::{ParquetReadOptions, SQLOptions, SessionConfig, SessionContext};
+use fantrace_schema::metadata as keys;
+use fantrace_schema::record::LossCause;
+
+use crate::capture::Segment;
+
+pub struct SessionOptions {
+    pub memory_limit: usize,
+}
+
+/// Statements that write, change settings or reach outside the captures are refused.
+pub fn read_only() -> SQLOptions {
+    SQLOptions::new()
+        .with_allow_ddl(false)
+        .with_allow_dml(false)
+        .with_allow_statements(false)
+}
+
+pub async fn open(segments: &[Segment], opts: &SessionOptions) -> anyhow::Result<SessionContext> {
+    let runtime = RuntimeEnvBuilder::new()
+        .with_memory_limit(opts.memory_limit, 1.0)
+        .build_arc()
+        .context("configuring the query memory limit")?;
+    let mut config = SessionConfig::new().with_information_schema(true);
+    let parquet = &mut config.options_mut().execution.parquet;
+    parquet.pushdown_filters = true;
+    parquet.reorder_filters = true;
+    parquet.enable_page_index = true;
+    // Deliberately no `enable_url_table()`: `SELECT * FROM '/etc/passwd'` must not read files.
+    let ctx = SessionContext::new_with_config_rt(config, runtime);
+    crate::functions::register(&ctx);
+    let paths: Vec<String> = segments
+        .iter()
+        .map(|s| s.path.to_string_lossy().into_owned())
+        .collect();
+    let events = ctx
+        .read_parquet(paths, ParquetReadOptions::default())
+        .await
+        .context("opening the capture segments")?;
+    ctx.register_table("events", events.into_view())
+        .context("registering table events")?;
+    ctx.register_table("stats", Arc::new(stats_table(segments)?))
+        .context("registering table stats")?;
+    Ok(ctx)
+}
+
+/// One row per segment: where it came from, its time span and what it holds or lost.
+fn stats_table(segments: &[Segment]) -> anyhow::Result<MemTable> {
+    let text = |key: &str| -> ArrayRef {
+        Arc::new(StringArray::from_iter(
+            segments.iter().map(|s| s.meta(key).map(str::to_string)),
+        ))
+    };
+    let number = |key: &str| -> ArrayRef {
+        Arc::new(UInt64Array::from_iter(
+            segments.iter().map(|s| s.meta_u64(key)),
+        ))
+    };
+    let mut fields = vec![
+        Field::new("segment", DataType::Utf8, false),
+        Field::new("hostname", DataType::Utf8, true),
+        Field::new("kernel_release", DataType::Utf8, true),
+        Field::new("boot_id", DataType::Utf8, true),
+        Field::new("segment_start", DataType::Utf8, true),
+        Field::new("segment_end", DataType::Utf8, true),
+        Field::new("events_written", DataType::UInt64, true),
+        Field::new("events_lost", DataType::UInt64, true),
+    ];
+    let mut columns: Vec<ArrayRef> = vec![
+        Arc::new(StringArray::from_iter_values(
+            segments
+                .iter()
+                .map(|s| s.path.to_string_lossy().into_owned()),
+        )),
+        text(keys::HOSTNAME),
+        text(keys::KERNEL_RELEASE),
+        text(keys::BOOT_ID),
+        text(keys::SEGMENT_START),
+        text(keys::SEGMENT_END),
+        number(keys::EVENTS_WRITTEN),
+        number(keys::EVENTS_LOST),
+    ];
+    for cause in LossCause::ALL {
+        fields.push(Field::new(
+            format!("lost_{}", cause.name()),
+            DataType::UInt64,
+            true,
+        ));
+        columns.push(number(&format!(
+            "{}{}",
+            keys::EVENTS_LOST_PREFIX,
+            cause.name()
+        )));
+    }
+    fields.push(Field::new("stop_reason", DataType::Utf8, true));
+    columns.push(text(keys::STOP_REASON));
+    fields.push(Field::new("recorder_version", DataType::Utf8, true));
+    columns.push(text(keys::RECORDER_VERSION));
+    let schema = Arc::new(Schema::new(fields));
+    let batch = RecordBatch::try_new(schema.clone(), columns)?;
+    Ok(MemTable::try_new(schema, vec![vec![batch]])?)
+}

@@ -1,0 +1,96 @@
+#!/usr/bin/env bash
+# The README's two commands:
+#   sudo ./fantrace.sh demo   install what is missing, build, record a demo workload, query it
+#   sudo ./fantrace.sh test   install what is missing, build, run the whole test suite
+# Installing is idempotent: each step checks first and costs well under a second when done.
+set -euo pipefail
+cd "$(dirname "$0")"
+
+say() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }
+
+need_root() {
+  if [ "$(id -u)" -ne 0 ]; then
+    echo "fantrace.sh: run as root (sudo ./fantrace.sh $1): it installs packages and loads an eBPF probe" >&2
+    exit 1
+  fi
+}
+
+setup() {
+  export PATH="$HOME/.cargo/bin:$PATH"
+  # The probe is built with nightly's -Z build-std, which needs the core library's source.
+  if ! rustup toolchain list | grep -q '^nightly'; then
+    say "installing the nightly toolchain (for the eBPF probe)"
+    rustup toolchain install nightly --profile minimal --component rust-src
+  elif ! rustup component list --toolchain nightly --installed | grep -q '^rust-src'; then
+    say "adding rust-src to nightly"
+    rustup component add rust-src --toolchain nightly
+  fi
+  # bpf-linker links the probe; it builds against LLVM 22 (its default wants LLVM 23, which
+  # Debian here does not ship).
+  if ! command -v bpf-linker >/dev/null 2>&1; then
+    if ! dpkg -s llvm-22-dev >/dev/null 2>&1; then
+      say "installing llvm-22-dev"
+      apt-get update -qq
+      DEBIAN_FRONTEND=noninteractive apt-get install -y -qq llvm-22-dev >/dev/null
+    fi
+    say "installing bpf-linker (a few minutes, once)"
+    LLVM_PREFIX=/usr/lib/llvm-22 cargo install bpf-linker --version 0.13.0 \
+      --no-default-features --features llvm-22
+  fi
+}
+
+setup_test_tools() {
+  # The independent Parquet reader the tests compare against.
+  if ! python3 -c 'import pyarrow.parquet' >/dev/null 2>&1; then
+    say "installing pyarrow (independent Parquet reader for the tests)"
+    python3 -m pip install --quiet --disable-pip-version-check --root-user-action=ignore pyarrow
+  fi
+}
+
+build() {
+  say "building the workspace"
+  cargo build --workspace --bins
+}
+
+demo() {
+  local bin=target/debug work capture rec_out rec_pid
+  work=$(mktemp -d /tmp/fantrace-demo.XXXXXX)
+  capture="$work/capture"
+  rec_out="$work/recorder.out"
+  say "recording into $capture"
+  "$bin/fantrace-recorder" --output "$capture" >"$rec_out" &
+  rec_pid=$!
+  for _ in $(seq 1 300); do
+    grep -q 'recording fanotify_mark calls' "$rec_out" 2>/dev/null && break
+    kill -0 "$rec_pid" 2>/dev/null || { cat "$rec_out"; exit 1; }
+    sleep 0.1
+  done
+  say "running the demo workload (fanotify_init + 11 fanotify_mark calls)"
+  "$bin/fantrace-workload" >/dev/null
+  kill -INT "$rec_pid"
+  wait "$rec_pid"
+  cat "$rec_out"
+  say "fantrace-analyzer query --capture $capture \"...\""
+  "$bin/fantrace-analyzer" query --capture "$capture" \
+    "SELECT time, pid, tid, comm, fanotify_fd AS fd, fan_flag_names(flags) AS flags,
+            fan_mask_names(mask) AS mask, dirfd, pathname, ret, errno_name(ret) AS error
+       FROM events WHERE comm LIKE 'fantrace-wl%' ORDER BY time"
+  "$bin/fantrace-analyzer" query --capture "$capture" \
+    "SELECT hostname, kernel_release, events_written, events_lost, stop_reason FROM stats"
+  echo "capture kept in $capture; query it with: target/debug/fantrace-analyzer query --capture $capture \"SELECT ...\""
+}
+
+run_tests() {
+  say "cargo fmt --check"
+  cargo fmt --all -- --check
+  say "cargo clippy -D warnings"
+  cargo clippy --workspace --all-targets -- -D warnings
+  say "running the test suite (end-to-end tests load the real probe)"
+  cargo test --workspace --no-fail-fast -- --test-threads=2
+}
+
+case "${1:-}" in
+  demo) need_root demo; setup; build; demo ;;
+  test) need_root test; setup; setup_test_tools; build; run_tests ;;
+  *) echo "usage: sudo $0 demo|test" >&2; exit 2 ;;
+esac

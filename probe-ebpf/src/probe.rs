@@ -1,0 +1,135 @@
+//! The two tracepoint programs.
+use aya_ebpf::{
+    EbpfContext,
+    bindings::{BPF_RB_FORCE_WAKEUP, BPF_RB_NO_WAKEUP},
+    helpers::{
+        bpf_get_current_cgroup_id, bpf_get_current_comm, bpf_get_current_pid_tgid,
+        bpf_get_current_uid_gid, bpf_ktime_get_boot_ns, bpf_probe_read_user,
+        bpf_probe_read_user_str_bytes,
+    },
+    macros::tracepoint,
+    programs::TracePointContext,
+};
+use fantrace_schema::record::{LossCause, MARK_EVENT_SIZE, PATH_BUF, PathStatus};
+
+use crate::maps::{EVENTS, PENDING, SCRATCH, count_lost};
+
+/// The recorder's own tgid; its calls are not recorded. Set at load time.
+#[unsafe(no_mangle)]
+static RECORDER_TGID: u32 = 0;
+
+/// Unread bytes in `EVENTS` past which the exit program wakes the recorder. Set at load time.
+#[unsafe(no_mangle)]
+static WAKEUP_BYTES: u64 = 0;
+
+/// `BPF_RB_AVAIL_DATA` for `bpf_ringbuf_query`.
+const RB_AVAIL_DATA: u64 = 0;
+
+// Field offsets in the syscall tracepoints' records (see
+// /sys/kernel/tracing/events/syscalls/sys_{enter,exit}_fanotify_mark/format). Every argument
+// occupies a full 8-byte slot.
+const ARG_FANOTIFY_FD: usize = 16;
+const ARG_FLAGS: usize = 24;
+const ARG_MASK: usize = 32;
+const ARG_DFD: usize = 40;
+const ARG_PATHNAME: usize = 48;
+const EXIT_RET: usize = 16;
+
+#[tracepoint(category = "syscalls", name = "sys_enter_fanotify_mark")]
+pub fn fanotify_mark_enter(ctx: TracePointContext) -> u32 {
+    let _ = try_enter(&ctx);
+    0
+}
+
+#[tracepoint(category = "syscalls", name = "sys_exit_fanotify_mark")]
+pub fn fanotify_mark_exit(ctx: TracePointContext) -> u32 {
+    let _ = try_exit(&ctx);
+    0
+}
+
+#[inline(always)]
+fn try_enter(ctx: &TracePointContext) -> Result<(), i32> {
+    let enter_ns = unsafe { bpf_ktime_get_boot_ns() };
+    let pid_tgid = bpf_get_current_pid_tgid();
+    let tgid = (pid_tgid >> 32) as u32;
+    let tid = pid_tgid as u32;
+    if tgid == unsafe { core::ptr::read_volatile(&RECORDER_TGID) } {
+        return Ok(());
+    }
+    let pending = SCRATCH.get_ptr_mut(0).ok_or(-1)?;
+    let pending = unsafe { &mut *pending };
+    let ev = &mut pending.event;
+    ev.enter_ns = enter_ns;
+    ev.exit_ns = 0;
+    ev.ret = 0;
+    ev.pid = tgid;
+    ev.tid = tid;
+    let uid_gid = bpf_get_current_uid_gid();
+    ev.uid = uid_gid as u32;
+    ev.gid = (uid_gid >> 32) as u32;
+    ev.cgroup_id = unsafe { bpf_get_current_cgroup_id() };
+    ev.comm = bpf_get_current_comm().unwrap_or([0; 16]);
+    unsafe {
+        ev.fanotify_fd = ctx.read_at::<u64>(ARG_FANOTIFY_FD)? as i32;
+        ev.flags = ctx.read_at::<u64>(ARG_FLAGS)? as u32;
+        ev.mask = ctx.read_at::<u64>(ARG_MASK)?;
+        ev.dirfd = ctx.read_at::<u64>(ARG_DFD)? as i32;
+    }
+    let path_ptr = unsafe { ctx.read_at::<u64>(ARG_PATHNAME)? } as *const u8;
+    ev._pad = 0;
+    let (len, status) = if path_ptr.is_null() {
+        (0, PathStatus::Null)
+    } else {
+        match unsafe { bpf_probe_read_user_str_bytes(path_ptr, &mut pending.path) } {
+            Ok(bytes) if bytes.len() == PATH_BUF - 1 => {
+                // The buffer is full: a longer string was cut. Look at the byte the terminating
+                // NUL replaced to tell a path of exactly PATH_BUF-1 bytes from a truncated one.
+                let next = unsafe { bpf_probe_read_user(path_ptr.add(PATH_BUF - 1)) };
+                match next {
+                    Ok(0u8) => (bytes.len(), PathStatus::Ok),
+                    _ => (bytes.len(), PathStatus::Truncated),
+                }
+            }
+            Ok(bytes) => (bytes.len(), PathStatus::Ok),
+            Err(_) => (0, PathStatus::Fault),
+        }
+    };
+    let ev = &mut pending.event;
+    ev.path_len = len as u16;
+    ev.path_status = status as u8;
+    if PENDING.insert(tid, &*pending, 0).is_err() {
+        count_lost(LossCause::PendingFull);
+    }
+    Ok(())
+}
+
+#[inline(always)]
+fn try_exit(ctx: &TracePointContext) -> Result<(), i32> {
+    let exit_ns = unsafe { bpf_ktime_get_boot_ns() };
+    let tid = bpf_get_current_pid_tgid() as u32;
+    // No pending entry: the call began before the probe was attached, belongs to the
+    // recorder, or its entry was already counted as lost.
+    let pending = PENDING.get_ptr_mut(tid).ok_or(0)?;
+    let ret = unsafe { ctx.read_at::<i64>(EXIT_RET) };
+    {
+        let ev = unsafe { &mut (*pending).event };
+        ev.exit_ns = exit_ns;
+        ev.ret = ret.unwrap_or(i64::MIN);
+    }
+    // Mask the length so the verifier can prove the copy stays inside the map value.
+    let path_len = (unsafe { (*pending).event.path_len } as usize) & (PATH_BUF - 1);
+    let size = MARK_EVENT_SIZE + path_len;
+    let bytes = unsafe { core::slice::from_raw_parts(pending as *const u8, size) };
+    let wake = if EVENTS.query(RB_AVAIL_DATA) >= unsafe { core::ptr::read_volatile(&WAKEUP_BYTES) }
+    {
+        BPF_RB_FORCE_WAKEUP
+    } else {
+        BPF_RB_NO_WAKEUP
+    };
+    if EVENTS.output::<[u8]>(bytes, wake as u64).is_err() {
+        count_lost(LossCause::RingFull);
+    }
+    let _ = PENDING.remove(tid);
+    let _ = ctx.as_ptr();
+    Ok(())
+}

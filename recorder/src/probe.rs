@@ -1,0 +1,162 @@
+//! Load: mount tracefs if needed, load the embedded probe, attach it to the fanotify_mark
+//! syscall tracepoints, and hand out its ring buffer and loss counters.
+use std::path::Path;
+
+use anyhow::{Context as _, anyhow, bail};
+use aya::{
+    Ebpf, EbpfLoader,
+    maps::{MapData, PerCpuArray, RingBuf},
+    programs::TracePoint,
+};
+use fantrace_schema::record::{LossCause, names};
+
+/// The probe object built by `build.rs`.
+static PROBE_OBJECT: &[u8] =
+    aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/fantrace-probe"));
+
+const TRACEFS: &str = "/sys/kernel/tracing";
+
+/// A loaded and attached probe. Dropping `programs` detaches it; the ring buffer (handed out
+/// separately) and the counters stay readable so the last records can be drained after.
+pub struct Probe {
+    programs: Option<Ebpf>,
+    lost: PerCpuArray<MapData, u64>,
+}
+
+pub struct ProbeOptions {
+    pub ring_buffer_bytes: u32,
+}
+
+/// Calls the probe could not deliver, per cause, summed over CPUs.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct LossCounts(pub [u64; LossCause::COUNT as usize]);
+
+impl LossCounts {
+    pub fn total(&self) -> u64 {
+        self.0.iter().sum()
+    }
+}
+
+impl Probe {
+    pub fn load_and_attach(opts: &ProbeOptions) -> anyhow::Result<(Probe, RingBuf<MapData>)> {
+        require_root()?;
+        ensure_tracefs()?;
+        let ring = opts.ring_buffer_bytes;
+        if !ring.is_power_of_two() || ring < 4096 {
+            bail!("--ring-buffer {ring}: the size must be a power of two of at least 4096 bytes");
+        }
+        let own_tgid: u32 = std::process::id();
+        // Wake the recorder once a quarter of the ring is unread; below that it polls.
+        let wakeup_bytes: u64 = u64::from(ring / 4);
+        let mut ebpf = EbpfLoader::new()
+            .override_global(names::RECORDER_TGID_GLOBAL, &own_tgid, true)
+            .override_global(names::WAKEUP_BYTES_GLOBAL, &wakeup_bytes, true)
+            .map_max_entries(names::EVENTS_MAP, ring)
+            .load(PROBE_OBJECT)
+            .context(
+                "loading the eBPF probe into the kernel failed; the kernel needs BPF ring \
+                 buffers (5.8+) and the recorder needs root",
+            )?;
+        for (program, tracepoint) in [
+            (names::ENTER_PROGRAM, names::ENTER_TRACEPOINT),
+            (names::EXIT_PROGRAM, names::EXIT_TRACEPOINT),
+        ] {
+            let tp: &mut TracePoint = ebpf
+                .program_mut(program)
+                .ok_or_else(|| anyhow!("the probe object has no program {program}"))?
+                .try_into()
+                .with_context(|| format!("program {program} is not a tracepoint program"))?;
+            tp.load()
+                .with_context(|| format!("the kernel verifier rejected {program}"))?;
+            tp.attach(names::TRACEPOINT_CATEGORY, tracepoint)
+                .with_context(|| {
+                    format!(
+                        "attaching to tracepoint {}/{tracepoint} failed; is \
+                         {TRACEFS}/events/{}/{tracepoint} present?",
+                        names::TRACEPOINT_CATEGORY,
+                        names::TRACEPOINT_CATEGORY
+                    )
+                })?;
+        }
+        let events = take_map(&mut ebpf, names::EVENTS_MAP)?;
+        let events = RingBuf::try_from(events).context("EVENTS is not a ring buffer")?;
+        let lost = take_map(&mut ebpf, names::LOST_MAP)?;
+        let lost = PerCpuArray::try_from(lost).context("LOST is not a per-CPU array")?;
+        Ok((
+            Probe {
+                programs: Some(ebpf),
+                lost,
+            },
+            events,
+        ))
+    }
+
+    /// Detaches both programs: no call made after this is recorded.
+    pub fn detach(&mut self) {
+        self.programs = None;
+    }
+
+    pub fn loss_counts(&self) -> anyhow::Result<LossCounts> {
+        let mut out = LossCounts::default();
+        for cause in LossCause::ALL {
+            let per_cpu = self
+                .lost
+                .get(&(cause as u32), 0)
+                .with_context(|| format!("reading the probe's {} counter", cause.name()))?;
+            out.0[cause as usize] = per_cpu.iter().sum();
+        }
+        Ok(out)
+    }
+}
+
+/// Checked first, before anything else is looked at or created.
+pub fn require_root() -> anyhow::Result<()> {
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        bail!(
+            "fantrace-recorder must run as root: it loads an eBPF program and attaches it to \
+             syscall tracepoints (CAP_BPF, CAP_PERFMON, CAP_SYS_ADMIN). Run it with sudo; the \
+             analyzer needs no privileges"
+        );
+    }
+    Ok(())
+}
+
+fn take_map(ebpf: &mut Ebpf, name: &str) -> anyhow::Result<aya::maps::Map> {
+    ebpf.take_map(name)
+        .ok_or_else(|| anyhow!("the probe object has no map {name}"))
+}
+
+/// aya finds tracepoint ids through tracefs, which a fresh machine does not mount.
+fn ensure_tracefs() -> anyhow::Result<()> {
+    let populated = |p: &str| {
+        Path::new(p)
+            .read_dir()
+            .map(|mut d| d.next().is_some())
+            .unwrap_or(false)
+    };
+    if populated(TRACEFS) || populated("/sys/kernel/debug/tracing") {
+        return Ok(());
+    }
+    tracing::info!("tracefs is not mounted; mounting it on {TRACEFS}");
+    let c = |s: &str| std::ffi::CString::new(s).expect("no NUL in a literal");
+    let (src, target, fstype) = (c("tracefs"), c(TRACEFS), c("tracefs"));
+    // SAFETY: all pointers are valid NUL-terminated strings; data may be NULL.
+    let rc = unsafe {
+        libc::mount(
+            src.as_ptr(),
+            target.as_ptr(),
+            fstype.as_ptr(),
+            libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC,
+            std::ptr::null(),
+        )
+    };
+    if rc != 0 {
+        let err = std::io::Error::last_os_error();
+        bail!(
+            "tracefs is not mounted and mounting it on {TRACEFS} failed: {err}; mount it with \
+             `mount -t tracefs nodev {TRACEFS}`"
+        );
+    }
+    Ok(())
+}

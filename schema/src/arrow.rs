@@ -1,0 +1,298 @@
+//! The Arrow schema of the `events` table and the builder that turns probe records into rows.
+//! Every column is declared once, in [`COLUMNS`]; the schema, the builder and the documentation
+//! all follow from that list.
+use std::sync::Arc;
+
+use arrow::array::{
+    ArrayBuilder, ArrayRef, BinaryBuilder, Int32Builder, Int64Builder, RecordBatch, StringBuilder,
+    TimestampNanosecondBuilder, UInt32Builder, UInt64Builder,
+};
+use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
+use arrow::error::ArrowError;
+
+use crate::metadata;
+use crate::record::{MarkEvent, PathStatus};
+
+/// One column of the `events` table.
+pub struct Column {
+    pub name: &'static str,
+    pub data_type: fn() -> DataType,
+    pub nullable: bool,
+    pub doc: &'static str,
+}
+
+fn timestamp_utc() -> DataType {
+    DataType::Timestamp(TimeUnit::Nanosecond, Some("UTC".into()))
+}
+
+macro_rules! columns {
+    ($( $name:literal : $ty:expr, $nullable:literal, $doc:literal; )*) => {
+        /// The columns of the `events` table, in order.
+        pub const COLUMNS: &[Column] = &[
+            $( Column { name: $name, data_type: { fn t() -> DataType { $ty } t }, nullable: $nullable, doc: $doc }, )*
+        ];
+    };
+}
+
+columns! {
+    "time": timestamp_utc(), false, "Wall-clock time of syscall entry (UTC), converted from CLOCK_BOOTTIME with the offset in the segment metadata.";
+    "duration_ns": DataType::Int64, false, "Time spent inside the syscall, in nanoseconds.";
+    "pid": DataType::UInt32, false, "Process id (thread-group id) in the initial pid namespace.";
+    "tid": DataType::UInt32, false, "Thread id in the initial pid namespace.";
+    "comm": DataType::Utf8, false, "Thread name (task comm) at syscall entry.";
+    "uid": DataType::UInt32, false, "Real user id of the caller.";
+    "gid": DataType::UInt32, false, "Real group id of the caller.";
+    "cgroup_id": DataType::UInt64, false, "Id of the caller's cgroup v2 (the inode number of its directory).";
+    "fanotify_fd": DataType::Int32, false, "Argument 1: the fanotify group's file descriptor.";
+    "flags": DataType::UInt32, false, "Argument 2: FAN_MARK_* flags, including the mark-type field.";
+    "mask": DataType::UInt64, false, "Argument 3: FAN_* event bits.";
+    "dirfd": DataType::Int32, false, "Argument 4: directory fd the path is relative to (-100 is AT_FDCWD).";
+    "pathname": DataType::Utf8, true, "Argument 5 as text; NULL when the pointer was NULL or unreadable. Non-UTF-8 bytes are shown lossily (U+FFFD).";
+    "pathname_raw": DataType::Binary, true, "Argument 5 byte-exact, only when it is not valid UTF-8; NULL for every other row.";
+    "pathname_status": DataType::Utf8, false, "ok, null (NULL pointer), fault (unreadable pointer) or truncated (longer than 4095 bytes; the prefix is kept).";
+    "ret": DataType::Int64, false, "Return value: 0 or -errno.";
+}
+
+/// The Arrow schema of the `events` table, with the schema version in its metadata.
+pub fn events_schema() -> SchemaRef {
+    let fields: Vec<Field> = COLUMNS
+        .iter()
+        .map(|c| Field::new(c.name, (c.data_type)(), c.nullable))
+        .collect();
+    let meta = [(
+        metadata::SCHEMA_VERSION.to_string(),
+        metadata::CURRENT_SCHEMA_VERSION.to_string(),
+    )];
+    Arc::new(Schema::new(fields).with_metadata(meta.into_iter().collect()))
+}
+
+/// Accumulates probe records as Arrow columns.
+pub struct EventBuilder {
+    time: TimestampNanosecondBuilder,
+    duration_ns: Int64Builder,
+    pid: UInt32Builder,
+    tid: UInt32Builder,
+    comm: StringBuilder,
+    uid: UInt32Builder,
+    gid: UInt32Builder,
+    cgroup_id: UInt64Builder,
+    fanotify_fd: Int32Builder,
+    flags: UInt32Builder,
+    mask: UInt64Builder,
+    dirfd: Int32Builder,
+    pathname: StringBuilder,
+    pathname_raw: BinaryBuilder,
+    pathname_status: StringBuilder,
+    ret: Int64Builder,
+    schema: SchemaRef,
+}
+
+impl EventBuilder {
+    /// A builder with room for `rows` rows and `path_bytes` pathname bytes before it grows.
+    pub fn with_capacity(rows: usize, path_bytes: usize) -> Self {
+        Self {
+            time: TimestampNanosecondBuilder::with_capacity(rows).with_timezone("UTC"),
+            duration_ns: Int64Builder::with_capacity(rows),
+            pid: UInt32Builder::with_capacity(rows),
+            tid: UInt32Builder::with_capacity(rows),
+            comm: StringBuilder::with_capacity(rows, rows * 16),
+            uid: UInt32Builder::with_capacity(rows),
+            gid: UInt32Builder::with_capacity(rows),
+            cgroup_id: UInt64Builder::with_capacity(rows),
+            fanotify_fd: Int32Builder::with_capacity(rows),
+            flags: UInt32Builder::with_capacity(rows),
+            mask: UInt64Builder::with_capacity(rows),
+            dirfd: Int32Builder::with_capacity(rows),
+            pathname: StringBuilder::with_capacity(rows, path_bytes),
+            pathname_raw: BinaryBuilder::with_capacity(rows, 0),
+            pathname_status: StringBuilder::with_capacity(rows, rows * 2),
+            ret: Int64Builder::with_capacity(rows),
+            schema: events_schema(),
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.time.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Appends one call. `boot_to_wall_ns` is added to the probe's CLOCK_BOOTTIME stamps.
+    pub fn append(&mut self, ev: &MarkEvent, path: &[u8], boot_to_wall_ns: i64) {
+        self.time
+            .append_value((ev.enter_ns as i64).saturating_add(boot_to_wall_ns));
+        self.duration_ns
+            .append_value(ev.exit_ns.saturating_sub(ev.enter_ns) as i64);
+        self.pid.append_value(ev.pid);
+        self.tid.append_value(ev.tid);
+        let comm_len = ev
+            .comm
+            .iter()
+            .position(|&b| b == 0)
+            .unwrap_or(ev.comm.len());
+        self.comm
+            .append_value(String::from_utf8_lossy(&ev.comm[..comm_len]));
+        self.uid.append_value(ev.uid);
+        self.gid.append_value(ev.gid);
+        self.cgroup_id.append_value(ev.cgroup_id);
+        self.fanotify_fd.append_value(ev.fanotify_fd);
+        self.flags.append_value(ev.flags);
+        self.mask.append_value(ev.mask);
+        self.dirfd.append_value(ev.dirfd);
+        let status = PathStatus::from_u8(ev.path_status);
+        match status {
+            Some(PathStatus::Ok | PathStatus::Truncated) => match std::str::from_utf8(path) {
+                Ok(text) => {
+                    self.pathname.append_value(text);
+                    self.pathname_raw.append_null();
+                }
+                Err(_) => {
+                    self.pathname.append_value(String::from_utf8_lossy(path));
+                    self.pathname_raw.append_value(path);
+                }
+            },
+            _ => {
+                self.pathname.append_null();
+                self.pathname_raw.append_null();
+            }
+        }
+        self.pathname_status
+            .append_value(status.map(PathStatus::name).unwrap_or("unknown"));
+        self.ret.append_value(ev.ret);
+    }
+
+    /// The rows appended so far, as one batch; the builder is left empty.
+    pub fn finish(&mut self) -> Result<RecordBatch, ArrowError> {
+        let columns: Vec<ArrayRef> = vec![
+            Arc::new(self.time.finish()),
+            Arc::new(self.duration_ns.finish()),
+            Arc::new(self.pid.finish()),
+            Arc::new(self.tid.finish()),
+            Arc::new(self.comm.finish()),
+            Arc::new(self.uid.finish()),
+            Arc::new(self.gid.finish()),
+            Arc::new(self.cgroup_id.finish()),
+            Arc::new(self.fanotify_fd.finish()),
+            Arc::new(self.flags.finish()),
+            Arc::new(self.mask.finish()),
+            Arc::new(self.dirfd.finish()),
+            Arc::new(self.pathname.finish()),
+            Arc::new(self.pathname_raw.finish()),
+            Arc::new(self.pathname_status.finish()),
+            Arc::new(self.ret.finish()),
+        ];
+        RecordBatch::try_new(self.schema.clone(), columns)
+    }
+}
+
+/// Splits one ring-buffer item into its header and pathname bytes.
+pub fn parse_item(item: &[u8]) -> Result<(MarkEvent, &[u8]), ItemError> {
+    use crate::record::MARK_EVENT_SIZE;
+    if item.len() < MARK_EVENT_SIZE {
+        return Err(ItemError::Short(item.len()));
+    }
+    // SAFETY: MarkEvent is repr(C) plain data of MARK_EVENT_SIZE bytes; the read is unaligned.
+    let ev: MarkEvent = unsafe { std::ptr::read_unaligned(item.as_ptr().cast()) };
+    let path = &item[MARK_EVENT_SIZE..];
+    if path.len() < ev.path_len as usize {
+        return Err(ItemError::PathPastEnd {
+            path_len: ev.path_len,
+            have: path.len(),
+        });
+    }
+    Ok((ev, &path[..ev.path_len as usize]))
+}
+
+/// A ring-buffer item that does not hold a whole record: a probe/recorder mismatch.
+#[derive(Debug, thiserror::Error)]
+pub enum ItemError {
+    #[error("ring-buffer item of {0} bytes is shorter than a record header")]
+    Short(usize),
+    #[error("record says {path_len} path bytes follow but the item has {have}")]
+    PathPastEnd { path_len: u16, have: usize },
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::record::MARK_EVENT_SIZE;
+    use arrow::array::{Array, AsArray};
+
+    fn event(path_len: u16, status: PathStatus) -> MarkEvent {
+        MarkEvent {
+            enter_ns: 1_000,
+            exit_ns: 1_500,
+            mask: 0x20,
+            ret: -9,
+            cgroup_id: 7,
+            pid: 10,
+            tid: 11,
+            uid: 0,
+            gid: 0,
+            fanotify_fd: 3,
+            flags: 1,
+            dirfd: -100,
+            path_len,
+            path_status: status as u8,
+            _pad: 0,
+            comm: *b"demo\0\0\0\0\0\0\0\0\0\0\0\0",
+        }
+    }
+
+    fn item(ev: &MarkEvent, path: &[u8]) -> Vec<u8> {
+        let mut out = vec![0u8; MARK_EVENT_SIZE];
+        unsafe { std::ptr::write_unaligned(out.as_mut_ptr().cast(), *ev) };
+        out.extend_from_slice(path);
+        out
+    }
+
+    #[test]
+    fn schema_matches_column_table() {
+        let schema = events_schema();
+        assert_eq!(schema.fields().len(), COLUMNS.len());
+        let mut b = EventBuilder::with_capacity(1, 0);
+        b.append(&event(0, PathStatus::Null), b"", 0);
+        assert_eq!(b.finish().unwrap().num_columns(), COLUMNS.len());
+    }
+
+    #[test]
+    fn path_text_raw_and_null_are_distinct() {
+        let mut b = EventBuilder::with_capacity(3, 16);
+        for (path, status) in [
+            (&b"/etc"[..], PathStatus::Ok),
+            (&b"/tmp/\xff"[..], PathStatus::Ok),
+            (&b""[..], PathStatus::Null),
+        ] {
+            let raw = item(&event(path.len() as u16, status), path);
+            let (ev, p) = parse_item(&raw).unwrap();
+            b.append(&ev, p, 5);
+        }
+        let batch = b.finish().unwrap();
+        let text = batch.column_by_name("pathname").unwrap().as_string::<i32>();
+        let raw = batch
+            .column_by_name("pathname_raw")
+            .unwrap()
+            .as_binary::<i32>();
+        assert_eq!(text.value(0), "/etc");
+        assert!(raw.is_null(0));
+        assert_eq!(text.value(1), "/tmp/\u{fffd}");
+        assert_eq!(raw.value(1), b"/tmp/\xff");
+        assert!(text.is_null(2) && raw.is_null(2));
+        let time = batch
+            .column(0)
+            .as_primitive::<arrow::datatypes::TimestampNanosecondType>();
+        assert_eq!(time.value(0), 1_005);
+    }
+
+    #[test]
+    fn truncated_item_is_an_error() {
+        let raw = item(&event(10, PathStatus::Ok), b"abc");
+        assert!(matches!(
+            parse_item(&raw),
+            Err(ItemError::PathPastEnd { .. })
+        ));
+        assert!(matches!(parse_item(&raw[..10]), Err(ItemError::Short(10))));
+    }
+}

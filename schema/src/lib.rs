@@ -1,0 +1,15 @@
+//! The one definition of a fantrace event.
+//!
+//! `record` is shared, byte for byte, by the eBPF probe and the recorder (no_std). With the
+//! `user` feature, `arrow` derives the Arrow schema and row builders from it, `flags` holds the
+//! fanotify name tables used for decoding, and `metadata` names the Parquet key-value keys.
+#![cfg_attr(not(feature = "user"), no_std)]
+
+pub mod errno;
+pub mod flags;
+pub mod record;
+
+#[cfg(feature = "user")]
+pub mod arrow;
+#[cfg(feature = "user")]
+pub mod metadata;

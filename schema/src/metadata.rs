@@ -1,0 +1,22 @@
+//! Keys of the key-value metadata every capture segment carries, and the schema version.
+
+/// Version of the event layout in the files. Bump on any incompatible column change; the
+/// analyzer refuses files newer than it knows.
+pub const CURRENT_SCHEMA_VERSION: u32 = 1;
+
+pub const SCHEMA_VERSION: &str = "fantrace.schema_version";
+pub const RECORDER_VERSION: &str = "fantrace.recorder_version";
+pub const HOSTNAME: &str = "fantrace.hostname";
+pub const KERNEL_RELEASE: &str = "fantrace.kernel_release";
+pub const BOOT_ID: &str = "fantrace.boot_id";
+/// Nanoseconds added to CLOCK_BOOTTIME to get Unix time (UTC).
+pub const CLOCK_OFFSET_NS: &str = "fantrace.clock_offset_ns";
+pub const SEGMENT_START: &str = "fantrace.segment_start";
+pub const SEGMENT_END: &str = "fantrace.segment_end";
+pub const EVENTS_WRITTEN: &str = "fantrace.events_written";
+/// Calls the probe could not deliver while this segment was open, all causes.
+pub const EVENTS_LOST: &str = "fantrace.events_lost";
+/// Prefix of the per-cause loss keys: `fantrace.events_lost.ring_full`, ...
+pub const EVENTS_LOST_PREFIX: &str = "fantrace.events_lost.";
+pub const COMMAND_LINE: &str = "fantrace.command_line";
+pub const STOP_REASON: &str = "fantrace.stop_reason";

@@ -1,0 +1,138 @@
+//! The `#[repr(C)]` records that cross the BPF ring buffer.
+//!
+//! A ring-buffer item is a [`MarkEvent`] immediately followed by `path_len` bytes of the
+//! pathname (no terminating NUL). Only the bytes actually read are copied, so a short path costs
+//! a short record.
+
+/// Size of the probe's pathname buffer: a full `PATH_MAX`, including the terminating NUL.
+pub const PATH_BUF: usize = 4096;
+
+/// Names of the maps and programs in the probe object, shared so that a rename cannot split the
+/// two sides.
+pub mod names {
+    pub const EVENTS_MAP: &str = "EVENTS";
+    pub const LOST_MAP: &str = "LOST";
+    pub const ENTER_PROGRAM: &str = "fanotify_mark_enter";
+    pub const EXIT_PROGRAM: &str = "fanotify_mark_exit";
+    /// Global holding the recorder's own tgid, whose calls are never recorded.
+    pub const RECORDER_TGID_GLOBAL: &str = "RECORDER_TGID";
+    /// Global holding the number of unread ring-buffer bytes past which the probe wakes the
+    /// recorder; below it the recorder polls on its own timer.
+    pub const WAKEUP_BYTES_GLOBAL: &str = "WAKEUP_BYTES";
+    pub const TRACEPOINT_CATEGORY: &str = "syscalls";
+    pub const ENTER_TRACEPOINT: &str = "sys_enter_fanotify_mark";
+    pub const EXIT_TRACEPOINT: &str = "sys_exit_fanotify_mark";
+}
+
+/// What the probe could tell about the `pathname` argument. NULL, empty, unreadable and
+/// truncated paths must never look alike.
+#[repr(u8)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PathStatus {
+    /// The string was read completely (it may be empty).
+    Ok = 0,
+    /// The pointer was NULL.
+    Null = 1,
+    /// The user pointer could not be read.
+    Fault = 2,
+    /// Longer than [`PATH_BUF`] - 1 bytes; the prefix is kept.
+    Truncated = 3,
+}
+
+impl PathStatus {
+    pub const ALL: [PathStatus; 4] = [Self::Ok, Self::Null, Self::Fault, Self::Truncated];
+
+    pub const fn from_u8(v: u8) -> Option<Self> {
+        match v {
+            0 => Some(Self::Ok),
+            1 => Some(Self::Null),
+            2 => Some(Self::Fault),
+            3 => Some(Self::Truncated),
+            _ => None,
+        }
+    }
+
+    pub const fn name(self) -> &'static str {
+        match self {
+            Self::Ok => "ok",
+            Self::Null => "null",
+            Self::Fault => "fault",
+            Self::Truncated => "truncated",
+        }
+    }
+}
+
+/// Why the probe could not deliver a call; the index into the per-CPU `LOST` array.
+#[repr(u32)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LossCause {
+    /// The ring buffer had no room for the record.
+    RingFull = 0,
+    /// The table of in-flight calls was full at syscall entry.
+    PendingFull = 1,
+}
+
+impl LossCause {
+    pub const COUNT: u32 = 2;
+    pub const ALL: [LossCause; 2] = [Self::RingFull, Self::PendingFull];
+
+    pub const fn name(self) -> &'static str {
+        match self {
+            Self::RingFull => "ring_full",
+            Self::PendingFull => "pending_full",
+        }
+    }
+}
+
+/// One completed `fanotify_mark(2)` call, as the probe submits it.
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct MarkEvent {
+    /// `CLOCK_BOOTTIME` at syscall entry, in nanoseconds.
+    pub enter_ns: u64,
+    /// `CLOCK_BOOTTIME` at syscall exit, in nanoseconds.
+    pub exit_ns: u64,
+    pub mask: u64,
+    /// The syscall's return value: 0 or -errno.
+    pub ret: i64,
+    pub cgroup_id: u64,
+    /// Thread-group id (the process id user space sees), from the initial pid namespace.
+    pub pid: u32,
+    /// Thread id, from the initial pid namespace.
+    pub tid: u32,
+    pub uid: u32,
+    pub gid: u32,
+    pub fanotify_fd: i32,
+    pub flags: u32,
+    pub dirfd: i32,
+    /// Number of pathname bytes following this header in the ring-buffer item.
+    pub path_len: u16,
+    /// A [`PathStatus`] value.
+    pub path_status: u8,
+    pub _pad: u8,
+    pub comm: [u8; 16],
+}
+
+/// Bytes of the fixed part of a ring-buffer item.
+pub const MARK_EVENT_SIZE: usize = core::mem::size_of::<MarkEvent>();
+
+/// A call between entry and exit, kept by the probe per thread: the header and the full path
+/// buffer the string is read into.
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct PendingMark {
+    pub event: MarkEvent,
+    pub path: [u8; PATH_BUF],
+}
+
+#[cfg(feature = "user")]
+mod pod {
+    // SAFETY: both are repr(C), contain only integers and byte arrays, and have no padding the
+    // compiler could leave uninitialised (the explicit `_pad` keeps `MarkEvent` dense).
+    unsafe impl aya::Pod for super::MarkEvent {}
+    unsafe impl aya::Pod for super::PendingMark {}
+}
+
+// The probe writes these with fixed offsets; a layout change must be a deliberate schema change.
+const _: () = assert!(MARK_EVENT_SIZE == 88);
+const _: () = assert!(MARK_EVENT_SIZE.is_multiple_of(8));

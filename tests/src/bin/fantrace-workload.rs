@@ -1,0 +1,195 @@
+//! The workload the end-to-end tests and the demo run under the recorder: `fanotify_mark(2)`
+//! calls with known arguments, printed as one JSON object per call so a test can check the
+//! capture holds exactly these.
+use std::ffi::OsStr;
+use std::io::Write as _;
+use std::os::unix::ffi::OsStrExt as _;
+use std::os::unix::io::AsRawFd as _;
+use std::path::PathBuf;
+
+use anyhow::{Context as _, bail};
+use clap::Parser;
+use fantrace_tests::calls::{AT_FDCWD, Call, call, fanotify_init};
+
+const FAN_CLOEXEC: u32 = 0x1;
+const FAN_NONBLOCK: u32 = 0x2;
+const FAN_MARK_ADD: u32 = 0x1;
+const FAN_MARK_REMOVE: u32 = 0x2;
+const FAN_MARK_DONT_FOLLOW: u32 = 0x4;
+const FAN_MARK_ONLYDIR: u32 = 0x8;
+const FAN_MARK_MOUNT: u32 = 0x10;
+const FAN_MARK_FLUSH: u32 = 0x80;
+const FAN_MARK_FILESYSTEM: u32 = 0x100;
+const FAN_ACCESS: u64 = 0x1;
+const FAN_MODIFY: u64 = 0x2;
+const FAN_CLOSE_WRITE: u64 = 0x8;
+const FAN_CLOSE_NOWRITE: u64 = 0x10;
+const FAN_OPEN: u64 = 0x20;
+const FAN_EVENT_ON_CHILD: u64 = 0x0800_0000;
+const FAN_ONDIR: u64 = 0x4000_0000;
+
+/// Make fanotify_mark(2) calls with known arguments and print each as a JSON line.
+#[derive(Parser)]
+struct Args {
+    /// Directory to create the marked files in (default: a fresh one under /tmp).
+    #[arg(long)]
+    dir: Option<PathBuf>,
+    /// Thread name (comm) of the main thread, at most 15 bytes.
+    #[arg(long, default_value = "fantrace-wl")]
+    comm: String,
+}
+
+fn set_comm(name: &str) -> anyhow::Result<()> {
+    let c = std::ffi::CString::new(name)?;
+    // SAFETY: PR_SET_NAME takes a NUL-terminated string of up to 16 bytes.
+    if unsafe { libc::prctl(libc::PR_SET_NAME, c.as_ptr()) } != 0 {
+        bail!("prctl(PR_SET_NAME): {}", std::io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    set_comm(&args.comm)?;
+    let dir = match args.dir {
+        Some(d) => d,
+        None => std::env::temp_dir().join(format!("fantrace-workload-{}", std::process::id())),
+    };
+    std::fs::create_dir_all(dir.join("sub"))
+        .with_context(|| format!("creating {}", dir.display()))?;
+    let dir_bytes = dir.as_os_str().as_bytes().to_vec();
+    let mut non_utf8 = dir_bytes.clone();
+    non_utf8.extend_from_slice(b"/bad-\xff\xfe-name");
+    std::fs::write(OsStr::from_bytes(&non_utf8), b"x").context("creating the non-UTF-8 file")?;
+
+    let fd = fanotify_init(FAN_CLOEXEC | FAN_NONBLOCK, libc::O_RDONLY as u32);
+    if fd < 0 {
+        bail!("fanotify_init failed: errno {} (are you root?)", -fd);
+    }
+    let fd = fd as i32;
+    let dirfd = std::fs::File::open(&dir).with_context(|| format!("opening {}", dir.display()))?;
+    let dirfd_raw = dirfd.as_raw_fd();
+
+    // A path of exactly 4000 bytes: absolute, made of 99-byte components that do not exist.
+    let mut long = b"/".to_vec();
+    while long.len() < 4000 {
+        let room = 4000 - long.len();
+        let part = room.min(100);
+        long.extend(std::iter::repeat_n(b'p', part.saturating_sub(1)));
+        if long.len() < 4000 {
+            long.push(b'/');
+        }
+    }
+    debug_assert_eq!(long.len(), 4000);
+
+    let inode_mask = FAN_OPEN | FAN_CLOSE_WRITE | FAN_EVENT_ON_CHILD | FAN_ONDIR;
+    let mut calls: Vec<Call> = vec![
+        call(
+            "inode add, AT_FDCWD",
+            fd,
+            FAN_MARK_ADD,
+            inode_mask,
+            AT_FDCWD,
+            Some(&dir_bytes),
+        ),
+        call(
+            "bad fanotify fd",
+            -1,
+            FAN_MARK_ADD,
+            FAN_OPEN,
+            AT_FDCWD,
+            Some(&dir_bytes),
+        ),
+        call(
+            "mount mark",
+            fd,
+            FAN_MARK_ADD | FAN_MARK_MOUNT,
+            FAN_OPEN,
+            AT_FDCWD,
+            Some(&dir_bytes),
+        ),
+        call(
+            "filesystem mark",
+            fd,
+            FAN_MARK_ADD | FAN_MARK_FILESYSTEM,
+            FAN_OPEN | FAN_CLOSE_NOWRITE,
+            AT_FDCWD,
+            Some(&dir_bytes),
+        ),
+        call(
+            "relative to a real dirfd",
+            fd,
+            FAN_MARK_ADD | FAN_MARK_ONLYDIR,
+            FAN_MODIFY,
+            dirfd_raw,
+            Some(b"sub"),
+        ),
+        call(
+            "non-UTF-8 path",
+            fd,
+            FAN_MARK_ADD | FAN_MARK_DONT_FOLLOW,
+            FAN_ACCESS,
+            AT_FDCWD,
+            Some(&non_utf8),
+        ),
+        call(
+            "4000-byte path",
+            fd,
+            FAN_MARK_ADD,
+            FAN_OPEN,
+            AT_FDCWD,
+            Some(&long),
+        ),
+        call(
+            "empty path",
+            fd,
+            FAN_MARK_ADD,
+            FAN_OPEN,
+            AT_FDCWD,
+            Some(b""),
+        ),
+    ];
+    let thread_dir = dir_bytes.clone();
+    let from_thread = std::thread::Builder::new()
+        .name("fantrace-wl-thr".into())
+        .spawn(move || {
+            call(
+                "remove from a thread",
+                fd,
+                FAN_MARK_REMOVE,
+                inode_mask,
+                AT_FDCWD,
+                Some(&thread_dir),
+            )
+        })
+        .context("starting the workload thread")?
+        .join()
+        .map_err(|_| anyhow::anyhow!("the workload thread panicked"))?;
+    calls.push(from_thread);
+    calls.push(call(
+        "flush with NULL path",
+        fd,
+        FAN_MARK_FLUSH,
+        0,
+        AT_FDCWD,
+        None,
+    ));
+    calls.push(call(
+        "flush mount marks, NULL path",
+        fd,
+        FAN_MARK_FLUSH | FAN_MARK_MOUNT,
+        0,
+        AT_FDCWD,
+        None,
+    ));
+
+    let mut out = std::io::stdout().lock();
+    for c in &calls {
+        writeln!(out, "{}", serde_json::to_string(c)?).context("writing to stdout")?;
+    }
+    drop(dirfd);
+    // SAFETY: fd is ours and closed once.
+    unsafe { libc::close(fd) };
+    std::fs::remove_dir_all(&dir).with_context(|| format!("removing {}", dir.display()))?;
+    Ok(())
+}

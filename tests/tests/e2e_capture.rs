@@ -1,0 +1,261 @@
+//! The real probe on the real kernel: every fanotify_mark call the workload makes is captured
+//! exactly once with exactly its arguments, path bytes, result and caller.
+use std::os::unix::process::CommandExt as _;
+use std::process::Command;
+
+use fantrace_tests::calls::Call;
+use fantrace_tests::harness::{Recorder, bin, query_json, require_probe, run_workload};
+use serde_json::Value;
+
+fn u64_of(v: &Value) -> u64 {
+    v.as_u64()
+        .unwrap_or_else(|| panic!("expected an unsigned number, got {v}"))
+}
+fn i64_of(v: &Value) -> i64 {
+    v.as_i64()
+        .unwrap_or_else(|| panic!("expected a number, got {v}"))
+}
+
+#[test]
+fn every_call_is_captured_once_with_exact_values() {
+    if !require_probe("every_call_is_captured_once_with_exact_values") {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let capture = tmp.path().join("capture");
+    let rec = Recorder::start(&capture, &[]);
+    let calls: Vec<Call> = run_workload(&[]);
+    let summary = rec.stop();
+    assert!(summary.contains("0 lost"), "recorder summary: {summary}");
+    assert!(calls.len() >= 10, "the workload made {} calls", calls.len());
+    let pid = calls[0].pid;
+    let rows = query_json(
+        &capture,
+        &format!(
+            "SELECT arrow_cast(time, 'Int64') AS t, pid, tid, comm, fanotify_fd, flags, mask, \
+             dirfd, pathname, encode(pathname_raw, 'hex') AS raw_hex, pathname_status, ret, \
+             duration_ns FROM events WHERE pid = {pid} ORDER BY time"
+        ),
+    );
+    assert_eq!(rows.len(), calls.len(), "one row per call; rows: {rows:#?}");
+    for (call, row) in calls.iter().zip(&rows) {
+        let what = &call.label;
+        assert_eq!(u64_of(&row["pid"]), u64::from(call.pid), "{what}: pid");
+        assert_eq!(u64_of(&row["tid"]), u64::from(call.tid), "{what}: tid");
+        assert_eq!(
+            row["comm"].as_str(),
+            Some(call.comm.as_str()),
+            "{what}: comm"
+        );
+        assert_eq!(
+            i64_of(&row["fanotify_fd"]),
+            i64::from(call.fanotify_fd),
+            "{what}: fd"
+        );
+        assert_eq!(
+            u64_of(&row["flags"]),
+            u64::from(call.flags),
+            "{what}: flags"
+        );
+        assert_eq!(u64_of(&row["mask"]), call.mask, "{what}: mask");
+        assert_eq!(
+            i64_of(&row["dirfd"]),
+            i64::from(call.dirfd),
+            "{what}: dirfd"
+        );
+        assert_eq!(i64_of(&row["ret"]), call.ret, "{what}: ret");
+        match &call.path_hex {
+            None => {
+                assert!(
+                    row.get("pathname").is_none_or(Value::is_null),
+                    "{what}: NULL path"
+                );
+                assert_eq!(row["pathname_status"], "null", "{what}");
+            }
+            Some(hex) => {
+                assert_eq!(row["pathname_status"], "ok", "{what}");
+                let bytes: Vec<u8> = (0..hex.len())
+                    .step_by(2)
+                    .map(|i| u8::from_str_radix(&hex[i..i + 2], 16).unwrap())
+                    .collect();
+                match std::str::from_utf8(&bytes) {
+                    Ok(text) => {
+                        assert_eq!(row["pathname"].as_str(), Some(text), "{what}: pathname");
+                        assert!(row.get("raw_hex").is_none_or(Value::is_null), "{what}");
+                    }
+                    Err(_) => {
+                        assert_eq!(row["raw_hex"].as_str(), Some(hex.as_str()), "{what}: raw");
+                        let lossy = String::from_utf8_lossy(&bytes);
+                        assert_eq!(row["pathname"].as_str(), Some(lossy.as_ref()), "{what}");
+                    }
+                }
+            }
+        }
+        // Wall time comes from the kernel's boot clock plus the recorder's offset; it must fall
+        // inside the caller's own before/after stamps (1 ms of slack for the offset estimate).
+        let t = i64_of(&row["t"]);
+        assert!(
+            t >= call.before_ns - 1_000_000 && t <= call.after_ns + 1_000_000,
+            "{what}: time {t} outside [{}, {}]",
+            call.before_ns,
+            call.after_ns
+        );
+        assert!(i64_of(&row["duration_ns"]) >= 0, "{what}: duration");
+    }
+    let labels: Vec<&str> = calls.iter().map(|c| c.label.as_str()).collect();
+    for needed in [
+        "bad fanotify fd",
+        "mount mark",
+        "filesystem mark",
+        "4000-byte path",
+    ] {
+        assert!(labels.contains(&needed), "workload lacks {needed}");
+    }
+    let bad = calls.iter().find(|c| c.label == "bad fanotify fd").unwrap();
+    assert_eq!(bad.ret, -i64::from(libc::EBADF));
+    let long = calls.iter().find(|c| c.label == "4000-byte path").unwrap();
+    assert_eq!(long.path_hex.as_ref().unwrap().len(), 8000);
+    let thread = calls
+        .iter()
+        .find(|c| c.label == "remove from a thread")
+        .unwrap();
+    assert_ne!(thread.tid, thread.pid);
+    assert_eq!(thread.comm, "fantrace-wl-thr");
+}
+
+#[test]
+fn capture_opens_in_an_independent_parquet_reader() {
+    if !require_probe("capture_opens_in_an_independent_parquet_reader") {
+        return;
+    }
+    let have_pyarrow = Command::new("python3")
+        .args(["-c", "import pyarrow.parquet"])
+        .status()
+        .is_ok_and(|s| s.success());
+    if !have_pyarrow {
+        assert!(
+            !fantrace_tests::harness::in_ci(),
+            "CI=true but pyarrow is not installed; the README's test command installs it"
+        );
+        eprintln!("NOT RUN: pyarrow is not installed (pip install pyarrow)");
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let capture = tmp.path().join("capture");
+    let rec = Recorder::start(&capture, &[]);
+    let calls = run_workload(&[]);
+    rec.stop();
+    let pid = calls[0].pid;
+    let ours = query_json(
+        &capture,
+        &format!(
+            "SELECT tid, flags, mask, ret, pathname FROM events WHERE pid = {pid} ORDER BY time"
+        ),
+    );
+    let script = r#"
+import sys, json, glob
+import pyarrow.parquet as pq, pyarrow.compute as pc
+files = sorted(f for f in glob.glob(sys.argv[1] + "/*.parquet"))
+codecs = set()
+rows = []
+for f in files:
+    md = pq.ParquetFile(f).metadata
+    for g in range(md.num_row_groups):
+        for c in range(md.num_columns):
+            codecs.add(md.row_group(g).column(c).compression)
+    t = pq.read_table(f).filter(pc.equal(pc.field("pid"), int(sys.argv[2]))).sort_by("time")
+    for r in t.select(["tid", "flags", "mask", "ret", "pathname"]).to_pylist():
+        rows.append(r)
+print(json.dumps({"codecs": sorted(codecs), "rows": rows}))
+"#;
+    let out = Command::new("python3")
+        .arg("-c")
+        .arg(script)
+        .arg(&capture)
+        .arg(pid.to_string())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "pyarrow: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let theirs: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(theirs["codecs"], serde_json::json!(["ZSTD"]));
+    let their_rows = theirs["rows"].as_array().unwrap();
+    assert_eq!(their_rows.len(), calls.len());
+    assert_eq!(their_rows.len(), ours.len());
+    for (a, b) in their_rows.iter().zip(&ours) {
+        for k in ["tid", "flags", "mask", "ret"] {
+            assert_eq!(a[k], b[k], "{k}");
+        }
+        assert_eq!(a["pathname"], *b.get("pathname").unwrap_or(&Value::Null));
+    }
+}
+
+#[test]
+fn recorder_without_root_fails_clearly_and_writes_nothing() {
+    if !require_probe("recorder_without_root_fails_clearly_and_writes_nothing") {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let capture = tmp.path().join("capture");
+    let out = Command::new(bin("fantrace-recorder"))
+        .arg("--output")
+        .arg(&capture)
+        .uid(65534)
+        .gid(65534)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("must run as root"), "stderr: {err}");
+    assert_eq!(err.matches("error:").count(), 1, "one clear error: {err}");
+    assert!(!capture.exists(), "nothing may be created");
+}
+
+#[test]
+fn duration_stops_cleanly_with_a_complete_file() {
+    if !require_probe("duration_stops_cleanly_with_a_complete_file") {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let capture = tmp.path().join("capture");
+    let out = Command::new(bin("fantrace-recorder"))
+        .arg("--output")
+        .arg(&capture)
+        .args(["--duration", "1"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let rows = query_json(&capture, "SELECT stop_reason, events_lost FROM stats");
+    assert_eq!(rows.len(), 1);
+    assert_eq!(rows[0]["stop_reason"], "duration 1s elapsed");
+    assert_eq!(rows[0]["events_lost"], 0);
+}
+
+#[test]
+fn sigterm_stops_cleanly() {
+    if !require_probe("sigterm_stops_cleanly") {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let capture = tmp.path().join("capture");
+    let rec = Recorder::start(&capture, &[]);
+    let calls = run_workload(&[]);
+    rec.stop_with(libc::SIGTERM);
+    let rows = query_json(
+        &capture,
+        &format!(
+            "SELECT count(*) AS n FROM events WHERE pid = {}",
+            calls[0].pid
+        ),
+    );
+    assert_eq!(rows[0]["n"], calls.len());
+    let stats = query_json(&capture, "SELECT stop_reason FROM stats");
+    assert_eq!(stats[0]["stop_reason"], "signal SIGTERM");
+}
