@@ -16,7 +16,7 @@ need_root() {
 }
 
 setup() {
-  export PATH="$HOME/.cargo/bin:$PATH"
+  export PATH="${CARGO_HOME:-$HOME/.cargo}/bin:$HOME/.cargo/bin:$PATH"
   # The probe is built with nightly's -Z build-std, which needs the core library's source.
   if ! rustup toolchain list | grep -q '^nightly'; then
     say "installing the nightly toolchain (for the eBPF probe)"
