@@ -15,6 +15,11 @@ pub static EVENTS: RingBuf = RingBuf::with_byte_size(16 * 1024 * 1024, 0);
 pub static PENDING: HashMap<u32, PendingMark> =
     HashMap::with_max_entries(65536, aya_ebpf::bindings::BPF_F_NO_PREALLOC);
 
+/// In-kernel pid filter (tgid -> PID_INCLUDE / PID_EXCLUDE), filled by the recorder before
+/// attaching; filtered calls cost no ring-buffer space.
+#[map(name = "PID_FILTER")]
+pub static PID_FILTER: HashMap<u32, u8> = HashMap::with_max_entries(1024, 0);
+
 /// Per-CPU scratch where the entry record is built: it is too large for the 512-byte stack.
 #[map(name = "SCRATCH")]
 pub static SCRATCH: PerCpuArray<PendingMark> = PerCpuArray::with_max_entries(1, 0);

@@ -10,9 +10,11 @@ use aya_ebpf::{
     macros::tracepoint,
     programs::TracePointContext,
 };
-use fantrace_schema::record::{LossCause, MARK_EVENT_SIZE, PATH_BUF, PathStatus};
+use fantrace_schema::record::{
+    LossCause, MARK_EVENT_SIZE, PATH_BUF, PID_EXCLUDE, PID_INCLUDE, PathStatus,
+};
 
-use crate::maps::{EVENTS, PENDING, SCRATCH, count_lost};
+use crate::maps::{EVENTS, PENDING, PID_FILTER, SCRATCH, count_lost};
 
 /// The recorder's own tgid; its calls are not recorded. Set at load time.
 #[unsafe(no_mangle)]
@@ -21,6 +23,10 @@ static RECORDER_TGID: u32 = 0;
 /// Unread bytes in `EVENTS` past which the exit program wakes the recorder. Set at load time.
 #[unsafe(no_mangle)]
 static WAKEUP_BYTES: u64 = 0;
+
+/// Non-zero: record only pids marked PID_INCLUDE in PID_FILTER. Set at load time.
+#[unsafe(no_mangle)]
+static PID_INCLUDE_ONLY: u8 = 0;
 
 /// `BPF_RB_AVAIL_DATA` for `bpf_ringbuf_query`.
 const RB_AVAIL_DATA: u64 = 0;
@@ -53,7 +59,7 @@ fn try_enter(ctx: &TracePointContext) -> Result<(), i32> {
     let pid_tgid = bpf_get_current_pid_tgid();
     let tgid = (pid_tgid >> 32) as u32;
     let tid = pid_tgid as u32;
-    if tgid == unsafe { core::ptr::read_volatile(&RECORDER_TGID) } {
+    if tgid == unsafe { core::ptr::read_volatile(&RECORDER_TGID) } || filtered_out(tgid) {
         return Ok(());
     }
     let pending = SCRATCH.get_ptr_mut(0).ok_or(-1)?;
@@ -101,6 +107,21 @@ fn try_enter(ctx: &TracePointContext) -> Result<(), i32> {
         count_lost(LossCause::PendingFull);
     }
     Ok(())
+}
+
+#[inline(always)]
+fn filtered_out(tgid: u32) -> bool {
+    // A plain u8 rather than Option<u8>: the verifier rejects the code LLVM emits for
+    // comparing Options (it reads a register left unset on the None path).
+    let mark: u8 = match unsafe { PID_FILTER.get(tgid) } {
+        Some(v) => *v,
+        None => 0,
+    };
+    if mark == PID_EXCLUDE {
+        return true;
+    }
+    let include_only = unsafe { core::ptr::read_volatile(&PID_INCLUDE_ONLY) };
+    include_only != 0 && mark != PID_INCLUDE
 }
 
 #[inline(always)]

@@ -14,6 +14,7 @@ mod writer;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use anyhow::{Context as _, anyhow};
@@ -29,9 +30,28 @@ struct Cli {
     /// Stop after this many seconds (default: until SIGINT or SIGTERM).
     #[arg(long, value_parser = parse_seconds)]
     duration: Option<Duration>,
+    /// Stop after recording this many calls.
+    #[arg(long)]
+    max_events: Option<u64>,
     /// Size of the kernel ring buffer in bytes (a power of two).
     #[arg(long, default_value_t = 16 * 1024 * 1024)]
     ring_buffer: u32,
+    /// Start a new segment when the open one reaches this many bytes.
+    #[arg(long, default_value_t = 64 * 1024 * 1024)]
+    rotate_size: u64,
+    /// Start a new segment after this many seconds, even when idle (an empty segment shows the
+    /// recorder was running and saw nothing).
+    #[arg(long, default_value = "60", value_parser = parse_seconds)]
+    rotate_interval: Duration,
+    /// Keep only the newest N finished segments, removing older ones (0: keep all).
+    #[arg(long, default_value_t = 0)]
+    keep: usize,
+    /// Record only this process (repeatable); filtered in the kernel.
+    #[arg(long = "pid")]
+    pids: Vec<u32>,
+    /// Never record this process (repeatable); filtered in the kernel.
+    #[arg(long = "exclude-pid")]
+    exclude_pids: Vec<u32>,
 }
 
 fn parse_seconds(s: &str) -> Result<Duration, String> {
@@ -60,18 +80,36 @@ fn main() -> ExitCode {
 }
 
 fn run(cli: Cli) -> anyhow::Result<()> {
+    // Past a file-size limit (prlimit --fsize) a write must fail with EFBIG and be reported
+    // like any other write error, not kill the recorder with SIGXFSZ mid-segment.
+    // SAFETY: setting a signal disposition to SIG_IGN has no preconditions.
+    unsafe { libc::signal(libc::SIGXFSZ, libc::SIG_IGN) };
     probe::require_root()?;
     let dest = output::Destination::check(&cli.output)?;
+    if cli.rotate_interval.is_zero() {
+        anyhow::bail!("--rotate-interval must be more than 0 seconds");
+    }
     let (mut probe, events) = probe::Probe::load_and_attach(&probe::ProbeOptions {
         ring_buffer_bytes: cli.ring_buffer,
+        pids: cli.pids.clone(),
+        exclude_pids: cli.exclude_pids.clone(),
     })?;
     dest.create()?;
     let clock_offset_ns = clock::boot_to_wall_offset_ns();
-    let (tx, writer) = writer::spawn(writer::WriterConfig {
+    let lost_cell = Arc::new(Mutex::new(probe::LossCounts::default()));
+    let writer::WriterHandle {
+        tx,
+        stopped,
+        thread: writer,
+    } = writer::spawn(writer::WriterConfig {
         dir: dest.dir.clone(),
         host: host::HostInfo::read(),
         clock_offset_ns,
         command_line: std::env::args().collect::<Vec<_>>().join(" "),
+        rotate_size: cli.rotate_size,
+        rotate_interval: cli.rotate_interval,
+        keep: cli.keep,
+        lost: lost_cell.clone(),
     })?;
     println!(
         "fantrace-recorder: recording fanotify_mark calls into {} (Ctrl-C to stop)",
@@ -87,7 +125,13 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         events,
         &mut batcher,
         &tx,
-        cli.duration,
+        stopped,
+        drain::DrainOptions {
+            duration: cli.duration,
+            rotate_interval: cli.rotate_interval,
+            max_events: cli.max_events,
+            lost: lost_cell,
+        },
     ));
     let lost = probe.loss_counts()?;
     let stop_reason = match &drained {
@@ -109,7 +153,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         drained.events,
         lost.total(),
         summary.bytes,
-        summary.segments.len(),
+        summary.segments,
         dest.dir.display()
     );
     Ok(())

@@ -5,10 +5,10 @@ use std::path::Path;
 use anyhow::{Context as _, anyhow, bail};
 use aya::{
     Ebpf, EbpfLoader,
-    maps::{MapData, PerCpuArray, RingBuf},
+    maps::{HashMap, MapData, PerCpuArray, RingBuf},
     programs::TracePoint,
 };
-use fantrace_schema::record::{LossCause, names};
+use fantrace_schema::record::{LossCause, PID_EXCLUDE, PID_INCLUDE, names};
 
 /// The probe object built by `build.rs`.
 static PROBE_OBJECT: &[u8] =
@@ -25,6 +25,10 @@ pub struct Probe {
 
 pub struct ProbeOptions {
     pub ring_buffer_bytes: u32,
+    /// Record only these processes (empty: all).
+    pub pids: Vec<u32>,
+    /// Never record these processes.
+    pub exclude_pids: Vec<u32>,
 }
 
 /// Calls the probe could not deliver, per cause, summed over CPUs.
@@ -34,6 +38,14 @@ pub struct LossCounts(pub [u64; LossCause::COUNT as usize]);
 impl LossCounts {
     pub fn total(&self) -> u64 {
         self.0.iter().sum()
+    }
+
+    pub fn since(&self, earlier: &LossCounts) -> LossCounts {
+        let mut out = *self;
+        for (o, e) in out.0.iter_mut().zip(earlier.0) {
+            *o = o.saturating_sub(e);
+        }
+        out
     }
 }
 
@@ -48,15 +60,32 @@ impl Probe {
         let own_tgid: u32 = std::process::id();
         // Wake the recorder once a quarter of the ring is unread; below that it polls.
         let wakeup_bytes: u64 = u64::from(ring / 4);
+        let include_only: u8 = u8::from(!opts.pids.is_empty());
         let mut ebpf = EbpfLoader::new()
             .override_global(names::RECORDER_TGID_GLOBAL, &own_tgid, true)
             .override_global(names::WAKEUP_BYTES_GLOBAL, &wakeup_bytes, true)
+            .override_global(names::PID_INCLUDE_ONLY_GLOBAL, &include_only, true)
             .map_max_entries(names::EVENTS_MAP, ring)
             .load(PROBE_OBJECT)
             .context(
                 "loading the eBPF probe into the kernel failed; the kernel needs BPF ring \
                  buffers (5.8+) and the recorder needs root",
             )?;
+        // Filters go in before the programs attach, so no unwanted call is ever recorded.
+        {
+            let map = ebpf
+                .map_mut(names::PID_FILTER_MAP)
+                .ok_or_else(|| anyhow!("the probe object has no map {}", names::PID_FILTER_MAP))?;
+            let mut filter: HashMap<&mut MapData, u32, u8> =
+                HashMap::try_from(map).context("PID_FILTER is not a hash map")?;
+            for (pids, mark) in [(&opts.pids, PID_INCLUDE), (&opts.exclude_pids, PID_EXCLUDE)] {
+                for &pid in pids {
+                    filter
+                        .insert(pid, mark, 0)
+                        .with_context(|| format!("adding pid {pid} to the in-kernel filter"))?;
+                }
+            }
+        }
         for (program, tracepoint) in [
             (names::ENTER_PROGRAM, names::ENTER_TRACEPOINT),
             (names::EXIT_PROGRAM, names::EXIT_TRACEPOINT),

@@ -74,6 +74,11 @@ impl Segment {
         self.rows
     }
 
+    /// Bytes written to the file so far plus those buffered for the open row group.
+    pub fn size(&self) -> u64 {
+        (self.writer.bytes_written() + self.writer.in_progress_size()) as u64
+    }
+
     /// Writes the footer with `metadata`, fsyncs, renames to the final name and fsyncs the
     /// directory. Every step's error is returned, none swallowed.
     pub fn finish(mut self, metadata: Vec<(String, String)>) -> anyhow::Result<PathBuf> {

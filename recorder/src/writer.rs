@@ -1,8 +1,10 @@
-//! The writer thread: receives sorted batches and owns the open segment, so that zstd
-//! compression and fsync never stall the drain loop.
-use std::path::PathBuf;
-use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
+//! Write and rotate: the writer thread receives sorted batches, owns the open segment, rotates
+//! it by size or age and prunes old segments, so that zstd and fsync never stall the drain loop.
+use std::path::{Path, PathBuf};
+use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, sync_channel};
+use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
 use arrow::array::RecordBatch;
@@ -28,96 +30,208 @@ pub struct WriterConfig {
     pub host: HostInfo,
     pub clock_offset_ns: i64,
     pub command_line: String,
+    pub rotate_size: u64,
+    pub rotate_interval: Duration,
+    /// Finished segments to keep (0: all).
+    pub keep: usize,
+    /// The probe's loss counters as last sampled by the drain loop.
+    pub lost: Arc<Mutex<LossCounts>>,
 }
 
 #[derive(Debug, Default)]
 pub struct WriterSummary {
-    pub segments: Vec<PathBuf>,
+    pub segments: u64,
     pub rows: u64,
     pub bytes: u64,
+    pub removed: u64,
 }
 
 /// Batches waiting for the writer; bounded so a stalled disk shows up as back-pressure.
 const QUEUE: usize = 64;
 
-pub fn spawn(
-    cfg: WriterConfig,
-) -> anyhow::Result<(
-    SyncSender<ToWriter>,
-    JoinHandle<anyhow::Result<WriterSummary>>,
-)> {
+/// The running writer: where to send batches, a signal that fires when it stops (so the drain
+/// loop stops too when a write fails, even while no events arrive), and its result.
+pub struct WriterHandle {
+    pub tx: SyncSender<ToWriter>,
+    pub stopped: tokio::sync::oneshot::Receiver<()>,
+    pub thread: JoinHandle<anyhow::Result<WriterSummary>>,
+}
+
+pub fn spawn(cfg: WriterConfig) -> anyhow::Result<WriterHandle> {
     let (tx, rx) = sync_channel(QUEUE);
-    let handle = std::thread::Builder::new()
+    let (stopped_tx, stopped) = tokio::sync::oneshot::channel();
+    let thread = std::thread::Builder::new()
         .name("fantrace-writer".into())
-        .spawn(move || run(cfg, rx))
+        .spawn(move || {
+            let result = Writer::new(cfg).run(rx);
+            let _ = stopped_tx.send(());
+            result
+        })
         .context("starting the writer thread")?;
-    Ok((tx, handle))
+    Ok(WriterHandle {
+        tx,
+        stopped,
+        thread,
+    })
 }
 
-fn now_utc() -> chrono::DateTime<chrono::Utc> {
-    chrono::Utc::now()
+struct Open {
+    segment: Segment,
+    started: chrono::DateTime<chrono::Utc>,
+    opened: Instant,
+    lost_at_open: LossCounts,
 }
 
-fn run(cfg: WriterConfig, rx: Receiver<ToWriter>) -> anyhow::Result<WriterSummary> {
-    let mut summary = WriterSummary::default();
-    let started = now_utc();
-    let name = format!(
-        "fantrace-{}-{:06}.parquet",
-        started.format("%Y%m%dT%H%M%S%.6fZ"),
-        0
-    );
-    let mut segment = Segment::create(&cfg.dir, &name, events_schema())?;
-    let (lost, stop_reason) = loop {
-        match rx.recv() {
-            Ok(ToWriter::Batch(batch)) => segment.write(&batch)?,
-            Ok(ToWriter::Finish { lost, stop_reason }) => break (lost, stop_reason),
-            // The drain side died without saying why; close what we have.
-            Err(_) => {
-                break (
-                    LossCounts::default(),
-                    "error: recorder stopped unexpectedly".into(),
-                );
+struct Writer {
+    cfg: WriterConfig,
+    seq: u64,
+    summary: WriterSummary,
+}
+
+impl Writer {
+    fn new(cfg: WriterConfig) -> Writer {
+        Writer {
+            cfg,
+            seq: 0,
+            summary: WriterSummary::default(),
+        }
+    }
+
+    fn lost_now(&self) -> LossCounts {
+        *self.cfg.lost.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn open(&mut self, lost_at_open: LossCounts) -> anyhow::Result<Open> {
+        let started = chrono::Utc::now();
+        // Names sort by time: the analyzer and `--keep` rely on that.
+        let name = format!(
+            "fantrace-{}-{:06}.parquet",
+            started.format("%Y%m%dT%H%M%S%.6fZ"),
+            self.seq
+        );
+        self.seq += 1;
+        Ok(Open {
+            segment: Segment::create(&self.cfg.dir, &name, events_schema())?,
+            started,
+            opened: Instant::now(),
+            lost_at_open,
+        })
+    }
+
+    fn run(mut self, rx: Receiver<ToWriter>) -> anyhow::Result<WriterSummary> {
+        let mut open = self.open(LossCounts::default())?;
+        loop {
+            let deadline = open.opened + self.cfg.rotate_interval;
+            let msg = rx.recv_timeout(deadline.saturating_duration_since(Instant::now()));
+            match msg {
+                Ok(ToWriter::Batch(batch)) => {
+                    open.segment.write(&batch)?;
+                    if open.segment.size() >= self.cfg.rotate_size {
+                        open = self.rotate(open, "rotated: size")?;
+                    }
+                }
+                Err(RecvTimeoutError::Timeout) => open = self.rotate(open, "rotated: interval")?,
+                Ok(ToWriter::Finish { lost, stop_reason }) => {
+                    self.close(open, lost, stop_reason)?;
+                    self.prune()?;
+                    break;
+                }
+                // The drain side died without saying why; close what we have.
+                Err(RecvTimeoutError::Disconnected) => {
+                    let lost = self.lost_now();
+                    self.close(open, lost, "error: recorder stopped unexpectedly".into())?;
+                    break;
+                }
             }
         }
-    };
-    let rows = segment.rows();
-    let mut meta = vec![
-        (
-            keys::SCHEMA_VERSION.to_string(),
-            keys::CURRENT_SCHEMA_VERSION.to_string(),
-        ),
-        (
-            keys::RECORDER_VERSION.to_string(),
-            env!("CARGO_PKG_VERSION").to_string(),
-        ),
-        (keys::HOSTNAME.to_string(), cfg.host.hostname.clone()),
-        (
-            keys::KERNEL_RELEASE.to_string(),
-            cfg.host.kernel_release.clone(),
-        ),
-        (keys::BOOT_ID.to_string(), cfg.host.boot_id.clone()),
-        (
-            keys::CLOCK_OFFSET_NS.to_string(),
-            cfg.clock_offset_ns.to_string(),
-        ),
-        (keys::SEGMENT_START.to_string(), started.to_rfc3339()),
-        (keys::SEGMENT_END.to_string(), now_utc().to_rfc3339()),
-        (keys::EVENTS_WRITTEN.to_string(), rows.to_string()),
-        (keys::EVENTS_LOST.to_string(), lost.total().to_string()),
-        (keys::COMMAND_LINE.to_string(), cfg.command_line.clone()),
-        (keys::STOP_REASON.to_string(), stop_reason),
-    ];
-    for cause in LossCause::ALL {
-        meta.push((
-            format!("{}{}", keys::EVENTS_LOST_PREFIX, cause.name()),
-            lost.0[cause as usize].to_string(),
-        ));
+        Ok(self.summary)
     }
-    let path = segment.finish(meta)?;
-    summary.bytes += std::fs::metadata(&path)
-        .with_context(|| format!("reading size of {}", path.display()))?
-        .len();
-    summary.rows += rows;
-    summary.segments.push(path);
-    Ok(summary)
+
+    fn rotate(&mut self, open: Open, why: &str) -> anyhow::Result<Open> {
+        let lost = self.lost_now();
+        self.close(open, lost, why.to_string())?;
+        self.prune()?;
+        self.open(lost)
+    }
+
+    fn close(
+        &mut self,
+        open: Open,
+        lost_total: LossCounts,
+        stop_reason: String,
+    ) -> anyhow::Result<()> {
+        let lost = lost_total.since(&open.lost_at_open);
+        let rows = open.segment.rows();
+        let cfg = &self.cfg;
+        let mut meta = vec![
+            (
+                keys::SCHEMA_VERSION,
+                keys::CURRENT_SCHEMA_VERSION.to_string(),
+            ),
+            (
+                keys::RECORDER_VERSION,
+                env!("CARGO_PKG_VERSION").to_string(),
+            ),
+            (keys::HOSTNAME, cfg.host.hostname.clone()),
+            (keys::KERNEL_RELEASE, cfg.host.kernel_release.clone()),
+            (keys::BOOT_ID, cfg.host.boot_id.clone()),
+            (keys::CLOCK_OFFSET_NS, cfg.clock_offset_ns.to_string()),
+            (keys::SEGMENT_START, open.started.to_rfc3339()),
+            (keys::SEGMENT_END, chrono::Utc::now().to_rfc3339()),
+            (keys::EVENTS_WRITTEN, rows.to_string()),
+            (keys::EVENTS_LOST, lost.total().to_string()),
+            (keys::COMMAND_LINE, cfg.command_line.clone()),
+            (keys::STOP_REASON, stop_reason),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v))
+        .collect::<Vec<_>>();
+        for cause in LossCause::ALL {
+            meta.push((
+                format!("{}{}", keys::EVENTS_LOST_PREFIX, cause.name()),
+                lost.0[cause as usize].to_string(),
+            ));
+        }
+        let path = open.segment.finish(meta)?;
+        self.summary.bytes += std::fs::metadata(&path)
+            .with_context(|| format!("reading size of {}", path.display()))?
+            .len();
+        self.summary.rows += rows;
+        self.summary.segments += 1;
+        tracing::debug!(segment = %path.display(), rows, "segment closed");
+        Ok(())
+    }
+
+    /// Removes the oldest finished segments beyond `keep`.
+    fn prune(&mut self) -> anyhow::Result<()> {
+        if self.cfg.keep == 0 {
+            return Ok(());
+        }
+        let mut finished = finished_segments(&self.cfg.dir)?;
+        while finished.len() > self.cfg.keep {
+            let oldest = finished.remove(0);
+            std::fs::remove_file(&oldest)
+                .with_context(|| format!("removing old segment {} (--keep)", oldest.display()))?;
+            self.summary.removed += 1;
+            tracing::info!(segment = %oldest.display(), "removed old segment (--keep)");
+        }
+        Ok(())
+    }
+}
+
+/// This recorder's finished segments in `dir`, oldest first.
+fn finished_segments(dir: &Path) -> anyhow::Result<Vec<PathBuf>> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(dir)
+        .with_context(|| format!("listing capture directory {}", dir.display()))?
+    {
+        let entry = entry.with_context(|| format!("listing {}", dir.display()))?;
+        let name = entry.file_name();
+        let name = name.to_string_lossy();
+        if name.starts_with("fantrace-") && name.ends_with(".parquet") {
+            out.push(entry.path());
+        }
+    }
+    out.sort();
+    Ok(out)
 }

@@ -19,10 +19,19 @@ pub mod names {
     /// Global holding the number of unread ring-buffer bytes past which the probe wakes the
     /// recorder; below it the recorder polls on its own timer.
     pub const WAKEUP_BYTES_GLOBAL: &str = "WAKEUP_BYTES";
+    /// Per-pid filter: value [`super::PID_INCLUDE`] or [`super::PID_EXCLUDE`].
+    pub const PID_FILTER_MAP: &str = "PID_FILTER";
+    /// Global: non-zero when only pids marked include in `PID_FILTER` are recorded.
+    pub const PID_INCLUDE_ONLY_GLOBAL: &str = "PID_INCLUDE_ONLY";
     pub const TRACEPOINT_CATEGORY: &str = "syscalls";
     pub const ENTER_TRACEPOINT: &str = "sys_enter_fanotify_mark";
     pub const EXIT_TRACEPOINT: &str = "sys_exit_fanotify_mark";
 }
+
+/// `PID_FILTER` value: record this process (others are dropped when include-only is set).
+pub const PID_INCLUDE: u8 = 1;
+/// `PID_FILTER` value: never record this process.
+pub const PID_EXCLUDE: u8 = 2;
 
 /// What the probe could tell about the `pathname` argument. NULL, empty, unreadable and
 /// truncated paths must never look alike.

@@ -127,6 +127,49 @@ pub fn run_workload(args: &[&str]) -> Vec<Call> {
         .collect()
 }
 
+/// A workload started with `--wait-stdin`: its pid is known before it makes any call, so a
+/// recorder can be filtered to it; `go` releases it and returns its JSON summary.
+pub struct PausedWorkload {
+    child: Child,
+    pub pid: u32,
+}
+
+impl PausedWorkload {
+    pub fn start(args: &[&str]) -> PausedWorkload {
+        let mut child = Command::new(bin("fantrace-workload"))
+            .args(args)
+            .arg("--wait-stdin")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("spawning fantrace-workload");
+        let mut first = String::new();
+        BufReader::new(child.stdout.as_mut().expect("piped stdout"))
+            .read_line(&mut first)
+            .expect("reading the workload's pid");
+        let v: serde_json::Value = serde_json::from_str(&first).expect("pid line is JSON");
+        let pid = v["pid"].as_u64().expect("pid") as u32;
+        PausedWorkload { child, pid }
+    }
+
+    pub fn go(mut self) -> serde_json::Value {
+        use std::io::{Read as _, Write as _};
+        let mut stdin = self.child.stdin.take().expect("piped stdin");
+        stdin.write_all(b"go\n").expect("releasing the workload");
+        drop(stdin);
+        let mut rest = String::new();
+        self.child
+            .stdout
+            .take()
+            .expect("piped stdout")
+            .read_to_string(&mut rest)
+            .expect("reading the workload's output");
+        let status = self.child.wait().expect("waiting for the workload");
+        assert!(status.success(), "workload failed: {status}");
+        serde_json::from_str(rest.trim()).expect("summary line is JSON")
+    }
+}
+
 /// `fantrace-analyzer query` with the given arguments; returns the raw output.
 pub fn analyzer(args: &[&str]) -> Output {
     Command::new(bin("fantrace-analyzer"))

@@ -37,6 +37,90 @@ struct Args {
     /// Thread name (comm) of the main thread, at most 15 bytes.
     #[arg(long, default_value = "fantrace-wl")]
     comm: String,
+    /// Storm mode: make this many fast-failing calls per round (bad fd) instead of the scenario, and
+    /// print one JSON summary line.
+    #[arg(long)]
+    storm: Option<u64>,
+    /// Storm mode: threads sharing the calls.
+    #[arg(long, default_value_t = 1)]
+    threads: u64,
+    /// Storm mode: length of each call's path.
+    #[arg(long, default_value_t = 16)]
+    path_bytes: usize,
+    /// Storm mode: a different random path on every call (defeats compression).
+    #[arg(long)]
+    random_paths: bool,
+    /// Storm mode: repeat the storm this many times...
+    #[arg(long, default_value_t = 1)]
+    rounds: u64,
+    /// ...pausing this many milliseconds between rounds.
+    #[arg(long, default_value_t = 0)]
+    round_pause_ms: u64,
+    /// Print `{"pid":N}` and wait for a line on stdin before calling, so a recorder can be
+    /// pointed at this process first.
+    #[arg(long)]
+    wait_stdin: bool,
+}
+
+/// Calls `fanotify_mark(-1, FAN_MARK_ADD, FAN_OPEN, AT_FDCWD, path)` `calls` times: the
+/// kernel fails them with EBADF after the probe has seen every argument.
+fn storm(calls: u64, path_bytes: usize, random: bool, seed: u64) -> u64 {
+    let mut path = vec![b'/'; path_bytes.max(1)];
+    let mut x = seed | 1;
+    let mut made = 0;
+    for _ in 0..calls {
+        if random {
+            for b in path.iter_mut().skip(1) {
+                // xorshift64: cheap, and random enough that zstd cannot shrink the paths.
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                *b = b'!' + (x % 90) as u8;
+            }
+        }
+        fantrace_tests::calls::fanotify_mark(-1, FAN_MARK_ADD, FAN_OPEN, AT_FDCWD, Some(&path));
+        made += 1;
+    }
+    made
+}
+
+fn run_storm(args: &Args, total: u64) -> anyhow::Result<u64> {
+    let threads = args.threads.max(1);
+    let handles: Vec<_> = (0..threads)
+        .map(|t| {
+            let share = total / threads + u64::from(t < total % threads);
+            let (bytes, random) = (args.path_bytes, args.random_paths);
+            std::thread::Builder::new()
+                .name(format!("storm-{t}"))
+                .spawn(move || storm(share, bytes, random, 0x9e37_79b9_7f4a_7c15 ^ (t + 1)))
+        })
+        .collect::<Result<_, _>>()
+        .context("starting storm threads")?;
+    let mut made = 0;
+    for h in handles {
+        made += h
+            .join()
+            .map_err(|_| anyhow::anyhow!("a storm thread panicked"))?;
+    }
+    Ok(made)
+}
+
+fn run_storms(args: &Args, total: u64) -> anyhow::Result<()> {
+    let mut made = 0;
+    for round in 0..args.rounds.max(1) {
+        if round > 0 {
+            std::thread::sleep(std::time::Duration::from_millis(args.round_pause_ms));
+        }
+        made += run_storm(args, total)?;
+    }
+    let mut out = std::io::stdout().lock();
+    writeln!(
+        out,
+        "{}",
+        serde_json::json!({ "pid": std::process::id(), "calls": made })
+    )
+    .context("writing to stdout")?;
+    Ok(())
 }
 
 fn set_comm(name: &str) -> anyhow::Result<()> {
@@ -51,6 +135,19 @@ fn set_comm(name: &str) -> anyhow::Result<()> {
 fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     set_comm(&args.comm)?;
+    if args.wait_stdin {
+        let mut out = std::io::stdout().lock();
+        writeln!(out, "{}", serde_json::json!({ "pid": std::process::id() }))?;
+        out.flush()?;
+        drop(out);
+        let mut line = String::new();
+        std::io::stdin()
+            .read_line(&mut line)
+            .context("waiting on stdin")?;
+    }
+    if let Some(total) = args.storm {
+        return run_storms(&args, total);
+    }
     let dir = match args.dir {
         Some(d) => d,
         None => std::env::temp_dir().join(format!("fantrace-workload-{}", std::process::id())),

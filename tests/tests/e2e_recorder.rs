@@ -1,0 +1,241 @@
+//! Recorder faults: rotation and pruning, SIGKILL, bad destinations and a full disk. Each
+//! case runs the real recorder with the real probe.
+use std::os::unix::fs::PermissionsExt as _;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+use fantrace_tests::harness::{
+    PausedWorkload, Recorder, analyzer, bin, query_json, require_probe, run_workload,
+};
+
+fn segments(dir: &Path) -> (Vec<PathBuf>, Vec<PathBuf>) {
+    let mut done = Vec::new();
+    let mut tmp = Vec::new();
+    for e in std::fs::read_dir(dir).unwrap() {
+        let p = e.unwrap().path();
+        let name = p.file_name().unwrap().to_string_lossy().into_owned();
+        if name.ends_with(".tmp") {
+            tmp.push(p);
+        } else if name.ends_with(".parquet") {
+            done.push(p);
+        }
+    }
+    done.sort();
+    (done, tmp)
+}
+
+#[test]
+fn rotation_by_interval_keeps_the_newest_segments_each_complete() {
+    if !require_probe("rotation_by_interval_keeps_the_newest_segments_each_complete") {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let capture = tmp.path().join("capture");
+    let rec = Recorder::start(&capture, &["--rotate-interval", "0.3", "--keep", "3"]);
+    let mut calls = Vec::new();
+    for _ in 0..6 {
+        calls.extend(run_workload(&[]));
+        std::thread::sleep(Duration::from_millis(250));
+    }
+    rec.stop();
+    let (done, leftover) = segments(&capture);
+    assert!(leftover.is_empty(), "temporary files left: {leftover:?}");
+    assert_eq!(
+        done.len(),
+        3,
+        "--keep 3 leaves exactly 3 segments: {done:?}"
+    );
+    let mode = std::fs::metadata(&capture).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o700);
+    for seg in &done {
+        let mode = std::fs::metadata(seg).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600, "{}", seg.display());
+    }
+    let stats = query_json(&capture, "SELECT stop_reason FROM stats ORDER BY segment");
+    let reasons: Vec<&str> = stats
+        .iter()
+        .map(|r| r["stop_reason"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        reasons[..2],
+        ["rotated: interval", "rotated: interval"],
+        "{reasons:?}"
+    );
+    assert_eq!(reasons[2], "signal SIGINT");
+    // What survives is complete: no row appears twice across segments.
+    let dup = query_json(
+        &capture,
+        "SELECT count(*) AS n, count(DISTINCT (tid, time)) AS d FROM events",
+    );
+    assert_eq!(dup[0]["n"], dup[0]["d"]);
+}
+
+#[test]
+fn sigkill_loses_at_most_the_open_segment() {
+    if !require_probe("sigkill_loses_at_most_the_open_segment") {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let capture = tmp.path().join("capture");
+    let mut rec = Command::new(bin("fantrace-recorder"))
+        .arg("--output")
+        .arg(&capture)
+        .args(["--rotate-interval", "0.2"])
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_secs(2));
+    let mut pids = Vec::new();
+    for _ in 0..4 {
+        pids.push(run_workload(&[])[0].pid);
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    rec.kill().unwrap();
+    rec.wait().unwrap();
+    let (done, _open) = segments(&capture);
+    assert!(done.len() >= 3, "rotated segments must survive: {done:?}");
+    // The analyzer reads every finished segment and never takes the temporary file.
+    let rows = query_json(
+        &capture,
+        "SELECT count(*) AS n, count(DISTINCT (tid, time)) AS d FROM events",
+    );
+    assert_eq!(rows[0]["n"], rows[0]["d"]);
+    let per_workload = query_json(
+        &capture,
+        &format!(
+            "SELECT pid, count(*) AS n FROM events WHERE pid IN ({}) GROUP BY pid",
+            pids.iter()
+                .map(u32::to_string)
+                .collect::<Vec<_>>()
+                .join(",")
+        ),
+    );
+    // Every workload but possibly the last (whose calls may sit in the open segment) is whole.
+    let whole = per_workload.iter().filter(|r| r["n"] == 11).count();
+    assert!(whole >= pids.len() - 1, "{per_workload:?}");
+}
+
+fn refused(output: &Path, expect_in_error: &str) {
+    let out = Command::new(bin("fantrace-recorder"))
+        .arg("--output")
+        .arg(output)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains(expect_in_error), "stderr: {err}");
+    assert!(err.contains(&output.display().to_string()) || err.contains(expect_in_error));
+    assert_eq!(err.matches("error:").count(), 1, "one clear error: {err}");
+}
+
+struct Mount(PathBuf);
+impl Mount {
+    fn tmpfs(at: &Path, options: &str) -> Mount {
+        std::fs::create_dir_all(at).unwrap();
+        let st = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", options, "fantrace-test"])
+            .arg(at)
+            .status()
+            .unwrap();
+        assert!(st.success(), "mount tmpfs at {}", at.display());
+        Mount(at.to_path_buf())
+    }
+}
+impl Drop for Mount {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg(&self.0).status();
+    }
+}
+
+#[test]
+fn bad_destinations_are_refused_before_anything_is_created() {
+    if !require_probe("bad_destinations_are_refused_before_anything_is_created") {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    // Parent missing.
+    let missing = tmp.path().join("no/such/dir/capture");
+    refused(&missing, "does not exist");
+    assert!(!tmp.path().join("no").exists());
+    // A symlink.
+    let real = tmp.path().join("real");
+    std::fs::create_dir(&real).unwrap();
+    let link = tmp.path().join("link");
+    std::os::unix::fs::symlink(&real, &link).unwrap();
+    refused(&link, "symbolic link");
+    assert_eq!(std::fs::read_dir(&real).unwrap().count(), 0);
+    // Owned by another user.
+    let other = tmp.path().join("other");
+    std::fs::create_dir(&other).unwrap();
+    std::os::unix::fs::chown(&other, Some(65534), Some(65534)).unwrap();
+    refused(&other, "owned by uid 65534");
+    assert_eq!(std::fs::read_dir(&other).unwrap().count(), 0);
+    // Not writable: a read-only file system.
+    let ro = Mount::tmpfs(&tmp.path().join("ro"), "ro,size=1m");
+    refused(&ro.0.join("capture"), "not writable");
+    assert!(!ro.0.join("capture").exists());
+}
+
+#[test]
+fn disk_full_is_a_clear_error_and_finished_segments_stay_intact() {
+    if !require_probe("disk_full_is_a_clear_error_and_finished_segments_stay_intact") {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let small = Mount::tmpfs(&tmp.path().join("small"), "size=512k");
+    let capture = small.0.join("capture");
+    // Random 4000-byte paths do not compress: each round of 40 calls is ~120 KiB, and the
+    // pauses let the recorder close a few segments before the 512 KiB fill up.
+    let storm = PausedWorkload::start(&[
+        "--storm",
+        "40",
+        "--rounds",
+        "12",
+        "--round-pause-ms",
+        "1200",
+        "--path-bytes",
+        "4000",
+        "--random-paths",
+    ]);
+    let rec = Command::new(bin("fantrace-recorder"))
+        .arg("--output")
+        .arg(&capture)
+        .args(["--rotate-size", "65536", "--pid", &storm.pid.to_string()])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_secs(1));
+    storm.go();
+    let out = rec.wait_with_output().unwrap();
+    assert!(
+        !out.status.success(),
+        "the recorder must fail on a full disk"
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("No space left on device"), "stderr: {err}");
+    assert!(
+        err.contains(&capture.display().to_string()),
+        "error names the path: {err}"
+    );
+    let (done, _) = segments(&capture);
+    assert!(
+        !done.is_empty(),
+        "segments finished before the disk filled are kept"
+    );
+    for seg in &done {
+        let out = analyzer(&[
+            "query",
+            "--capture",
+            &seg.to_string_lossy(),
+            "SELECT count(*) FROM events",
+        ]);
+        assert!(
+            out.status.success(),
+            "{}: {}",
+            seg.display(),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}
