@@ -7,9 +7,8 @@ use arrow::datatypes::{DataType, Int64Type, UInt32Type, UInt64Type};
 use datafusion::common::DataFusionError;
 use datafusion::logical_expr::{ColumnarValue, ScalarUDF, Volatility, create_udf};
 use datafusion::prelude::SessionContext;
-use fantrace_schema::flags::{
-    BitName, MARK_FLAGS, MARK_TYPE_BITS, MASK_BITS, Name, for_each_bit_name, mark_type_name,
-};
+use fantrace_schema::decode::{errno_text, flag_names, mark_type, mask_names};
+use fantrace_schema::flags::MASK_BITS;
 
 /// Name, signature and one-line help of each function, for `\df`-style listings.
 pub const HELP: &[(&str, &str, &str)] = &[
@@ -52,48 +51,6 @@ pub fn register(ctx: &SessionContext) {
     }
 }
 
-fn join_names(table: &[Name], value: u64) -> String {
-    let mut out = String::new();
-    for_each_bit_name(table, value, |b| {
-        if !out.is_empty() {
-            out.push('|');
-        }
-        match b {
-            BitName::Known(n) => out.push_str(n),
-            BitName::Unknown(bits) => out.push_str(&format!("{bits:#x}")),
-        }
-    });
-    out
-}
-
-/// The strace-style rendering of mark flags: action and modifiers, then a non-inode type.
-pub fn flag_names(flags: u64) -> String {
-    let mut out = join_names(MARK_FLAGS, flags & !MARK_TYPE_BITS);
-    if flags & MARK_TYPE_BITS != 0 {
-        if !out.is_empty() {
-            out.push('|');
-        }
-        out.push_str(mark_type_name(flags));
-    }
-    if out.is_empty() { "0".into() } else { out }
-}
-
-pub fn mask_names(mask: u64) -> String {
-    let out = join_names(MASK_BITS, mask);
-    if out.is_empty() { "0".into() } else { out }
-}
-
-fn short_mark_type(flags: u64) -> &'static str {
-    let name = mark_type_name(flags);
-    match name.strip_prefix("FAN_MARK_") {
-        Some("INODE") => "inode",
-        Some("MOUNT") => "mount",
-        Some("FILESYSTEM") => "filesystem",
-        Some("MNTNS") => "mntns",
-        _ => name,
-    }
-}
-
 fn unary_text<T: arrow::datatypes::ArrowPrimitiveType>(
     name: &str,
     input: DataType,
@@ -125,18 +82,12 @@ fn fan_mask_names() -> ScalarUDF {
 
 fn fan_mark_type() -> ScalarUDF {
     unary_text::<UInt32Type>("fan_mark_type", DataType::UInt32, |v| {
-        Some(short_mark_type(u64::from(v)).to_string())
+        Some(mark_type(u64::from(v)).to_string())
     })
 }
 
 fn errno_name() -> ScalarUDF {
-    unary_text::<Int64Type>("errno_name", DataType::Int64, |ret| {
-        (ret < 0).then(|| {
-            fantrace_schema::errno::errno_name(-ret)
-                .map(str::to_string)
-                .unwrap_or_else(|| format!("errno {}", -ret))
-        })
-    })
+    unary_text::<Int64Type>("errno_name", DataType::Int64, errno_text)
 }
 
 fn has_mask() -> ScalarUDF {
@@ -181,17 +132,6 @@ fn has_mask() -> ScalarUDF {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn renders_like_strace() {
-        assert_eq!(flag_names(0x1 | 0x10), "FAN_MARK_ADD|FAN_MARK_MOUNT");
-        assert_eq!(flag_names(0x80), "FAN_MARK_FLUSH");
-        assert_eq!(flag_names(0x2 | 0x110), "FAN_MARK_REMOVE|FAN_MARK_MNTNS");
-        assert_eq!(flag_names(0x1 | 0x8000), "FAN_MARK_ADD|0x8000");
-        assert_eq!(mask_names(0x10000 | 0x8), "FAN_CLOSE_WRITE|FAN_OPEN_PERM");
-        assert_eq!(mask_names(0), "0");
-        assert_eq!(short_mark_type(0x101), "filesystem");
-    }
 
     #[tokio::test]
     async fn functions_work_in_sql() {

@@ -1,7 +1,7 @@
-//! Batch: ring-buffer items become Arrow rows, handed on in time order.
+//! Batch: ring-buffer items become Arrow rows.
 use arrow::array::RecordBatch;
-use arrow::compute::{sort_to_indices, take_record_batch};
 use fantrace_schema::arrow::{EventBuilder, ItemError, parse_item};
+use fantrace_schema::record::MarkEvent;
 
 /// Rows per batch handed to the writer; also the builders' preallocation.
 pub const BATCH_ROWS: usize = 65_536;
@@ -19,10 +19,15 @@ impl Batcher {
         }
     }
 
-    pub fn push(&mut self, item: &[u8]) -> Result<(), ItemError> {
+    /// Appends one ring-buffer item; returns it decoded for `--print`.
+    pub fn push<'a>(&mut self, item: &'a [u8]) -> Result<(MarkEvent, &'a [u8]), ItemError> {
         let (ev, path) = parse_item(item)?;
         self.builder.append(&ev, path, self.boot_to_wall_ns);
-        Ok(())
+        Ok((ev, path))
+    }
+
+    pub fn boot_to_wall_ns(&self) -> i64 {
+        self.boot_to_wall_ns
     }
 
     pub fn len(&self) -> usize {
@@ -33,13 +38,11 @@ impl Batcher {
         self.len() >= BATCH_ROWS
     }
 
-    /// The rows so far sorted by entry time (records arrive in exit order, per CPU).
-    pub fn take_sorted(&mut self) -> anyhow::Result<Option<RecordBatch>> {
+    /// The rows so far, in arrival order (the writer sorts each row group by time).
+    pub fn take(&mut self) -> anyhow::Result<Option<RecordBatch>> {
         if self.builder.is_empty() {
             return Ok(None);
         }
-        let batch = self.builder.finish()?;
-        let order = sort_to_indices(batch.column(0), None, None)?;
-        Ok(Some(take_record_batch(&batch, &order)?))
+        Ok(Some(self.builder.finish()?))
     }
 }

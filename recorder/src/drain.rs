@@ -8,11 +8,13 @@ use anyhow::{Context as _, anyhow};
 use aya::maps::{MapData, RingBuf};
 use tokio::io::Interest;
 use tokio::io::unix::AsyncFd;
-use tokio::signal::unix::{SignalKind, signal};
 
 use crate::batch::Batcher;
 use crate::probe::{LossCounts, Probe};
+use crate::status::{Status, WriterProgress};
 use crate::writer::ToWriter;
+use fantrace_schema::decode::{CallView, strace_line};
+use fantrace_schema::record::{MarkEvent, PathStatus};
 
 /// How often the ring is drained when the probe does not wake us.
 const POLL_INTERVAL: Duration = Duration::from_millis(100);
@@ -20,13 +22,13 @@ const POLL_INTERVAL: Duration = Duration::from_millis(100);
 /// than half the rotation interval, so a SIGKILL loses no more than the open segment.
 const MAX_FLUSH_INTERVAL: Duration = Duration::from_secs(1);
 
-/// How often a status line is logged.
-const STATUS_INTERVAL: Duration = Duration::from_secs(10);
-
 #[derive(Debug, Clone)]
 pub enum StopReason {
     Duration(Duration),
-    Signal(&'static str),
+    Signal {
+        name: &'static str,
+        sender_pid: Option<i32>,
+    },
     MaxEvents(u64),
 }
 
@@ -36,13 +38,23 @@ pub struct DrainOptions {
     pub max_events: Option<u64>,
     /// Where the probe's loss counters are published for the writer.
     pub lost: Arc<Mutex<LossCounts>>,
+    pub progress: Arc<WriterProgress>,
+    /// Print each call as it is recorded.
+    pub print: bool,
 }
 
 impl std::fmt::Display for StopReason {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             StopReason::Duration(d) => write!(f, "duration {}s elapsed", d.as_secs_f64()),
-            StopReason::Signal(name) => write!(f, "signal {name}"),
+            StopReason::Signal {
+                name,
+                sender_pid: Some(pid),
+            } => write!(f, "signal {name} from pid {pid}"),
+            StopReason::Signal {
+                name,
+                sender_pid: None,
+            } => write!(f, "signal {name}"),
             StopReason::MaxEvents(n) => write!(f, "max events {n} reached"),
         }
     }
@@ -70,8 +82,7 @@ pub async fn record(
         .map_err(|e| anyhow!("registering the ring buffer with epoll: {e}"))?;
     let mut tick = tokio::time::interval(POLL_INTERVAL);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
-    let mut sigint = signal(SignalKind::interrupt()).context("installing SIGINT handler")?;
-    let mut sigterm = signal(SignalKind::terminate()).context("installing SIGTERM handler")?;
+    let mut signals = stop_signals()?;
     let deadline = async {
         match duration {
             Some(d) => tokio::time::sleep(d).await,
@@ -82,6 +93,7 @@ pub async fn record(
     let mut total = 0u64;
     let mut last_flush = tokio::time::Instant::now();
     let mut status = Status::new();
+    let print = opts.print;
     let reason = loop {
         if total >= limit {
             break StopReason::MaxEvents(limit);
@@ -89,31 +101,37 @@ pub async fn record(
         tokio::select! {
             ready = ring.readable_mut() => {
                 let mut guard = ready.context("waiting on the ring buffer")?;
-                total += drain_ring(guard.get_inner_mut(), batcher, tx, limit - total)?;
+                total += drain_ring(guard.get_inner_mut(), batcher, tx, limit - total, print)?;
                 guard.clear_ready();
             }
             _ = tick.tick() => {
-                total += drain_ring(ring.get_mut(), batcher, tx, limit - total)?;
+                total += drain_ring(ring.get_mut(), batcher, tx, limit - total, print)?;
                 let lost = probe.loss_counts()?;
                 *opts.lost.lock().unwrap_or_else(|p| p.into_inner()) = lost;
                 if last_flush.elapsed() >= flush_interval {
                     flush(batcher, tx)?;
                     last_flush = tokio::time::Instant::now();
                 }
-                status.maybe_log(total, lost.total());
+                status.update(total, lost.total(), &opts.progress);
             }
             _ = &mut writer_stopped => {
                 probe.detach();
                 return Err(anyhow!("the writer stopped; see its error"));
             }
-            _ = sigint.recv() => break StopReason::Signal("SIGINT"),
-            _ = sigterm.recv() => break StopReason::Signal("SIGTERM"),
+            Some(reason) = signals.recv() => break reason,
             _ = &mut deadline => break StopReason::Duration(duration.unwrap_or_default()),
         }
     };
     // Detach first so the final drain sees every call that completed while attached.
+    status.finish();
     probe.detach();
-    total += drain_ring(ring.get_mut(), batcher, tx, limit.saturating_sub(total))?;
+    total += drain_ring(
+        ring.get_mut(),
+        batcher,
+        tx,
+        limit.saturating_sub(total),
+        print,
+    )?;
     flush(batcher, tx)?;
     Ok(Drained {
         reason,
@@ -127,13 +145,17 @@ fn drain_ring(
     batcher: &mut Batcher,
     tx: &SyncSender<ToWriter>,
     limit: u64,
+    print: bool,
 ) -> anyhow::Result<u64> {
     let mut n = 0;
     while n < limit {
         let Some(item) = ring.next() else { break };
-        batcher
+        let (ev, path) = batcher
             .push(&item)
             .context("the probe sent a malformed record (probe and recorder built apart?)")?;
+        if print {
+            print_call(&ev, path, batcher.boot_to_wall_ns());
+        }
         n += 1;
         drop(item);
         if batcher.is_full() {
@@ -143,34 +165,69 @@ fn drain_ring(
     Ok(n)
 }
 
-/// A periodic plain log line: rate, totals and losses.
-struct Status {
-    since: tokio::time::Instant,
-    events_then: u64,
+fn print_call(ev: &MarkEvent, path: &[u8], boot_to_wall_ns: i64) {
+    let comm_len = ev
+        .comm
+        .iter()
+        .position(|&b| b == 0)
+        .unwrap_or(ev.comm.len());
+    let comm = String::from_utf8_lossy(&ev.comm[..comm_len]);
+    let status = PathStatus::from_u8(ev.path_status)
+        .map(PathStatus::name)
+        .unwrap_or("unknown");
+    let has_path = matches!(status, "ok" | "truncated");
+    println!(
+        "{}",
+        strace_line(&CallView {
+            time_ns: (ev.enter_ns as i64).saturating_add(boot_to_wall_ns),
+            comm: &comm,
+            pid: ev.pid,
+            tid: ev.tid,
+            uid: ev.uid,
+            fanotify_fd: ev.fanotify_fd,
+            flags: ev.flags,
+            mask: ev.mask,
+            dirfd: ev.dirfd,
+            path: has_path.then_some(path),
+            path_status: status,
+            ret: ev.ret,
+        })
+    );
 }
 
-impl Status {
-    fn new() -> Status {
-        Status {
-            since: tokio::time::Instant::now(),
-            events_then: 0,
-        }
-    }
-
-    fn maybe_log(&mut self, events: u64, lost: u64) {
-        let elapsed = self.since.elapsed();
-        if elapsed < STATUS_INTERVAL {
-            return;
-        }
-        let rate = (events - self.events_then) as f64 / elapsed.as_secs_f64();
-        tracing::info!("{events} calls recorded ({rate:.0}/s), {lost} lost");
-        self.since = tokio::time::Instant::now();
-        self.events_then = events;
-    }
+/// SIGINT and SIGTERM, with the pid that sent them (signal-hook reads it from siginfo; tokio's
+/// signal streams do not carry it). A thread waits on the signals and forwards them.
+fn stop_signals() -> anyhow::Result<tokio::sync::mpsc::UnboundedReceiver<StopReason>> {
+    use signal_hook::consts::{SIGINT, SIGTERM};
+    use signal_hook::iterator::SignalsInfo;
+    use signal_hook::iterator::exfiltrator::WithOrigin;
+    let mut signals = SignalsInfo::<WithOrigin>::new([SIGINT, SIGTERM])
+        .context("installing SIGINT/SIGTERM handlers")?;
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+    std::thread::Builder::new()
+        .name("fantrace-signals".into())
+        .spawn(move || {
+            for origin in signals.forever() {
+                let name = if origin.signal == SIGINT {
+                    "SIGINT"
+                } else {
+                    "SIGTERM"
+                };
+                let reason = StopReason::Signal {
+                    name,
+                    sender_pid: origin.process.map(|p| p.pid),
+                };
+                if tx.send(reason).is_err() {
+                    break;
+                }
+            }
+        })
+        .context("starting the signal thread")?;
+    Ok(rx)
 }
 
 fn flush(batcher: &mut Batcher, tx: &SyncSender<ToWriter>) -> anyhow::Result<()> {
-    if let Some(batch) = batcher.take_sorted()? {
+    if let Some(batch) = batcher.take()? {
         tx.send(ToWriter::Batch(batch))
             .map_err(|_| anyhow!("the writer thread stopped; see its error below"))?;
     }

@@ -10,6 +10,7 @@ mod host;
 mod output;
 mod probe;
 mod segment;
+mod status;
 mod writer;
 
 use std::path::PathBuf;
@@ -30,6 +31,9 @@ struct Cli {
     /// Stop after this many seconds (default: until SIGINT or SIGTERM).
     #[arg(long, value_parser = parse_seconds)]
     duration: Option<Duration>,
+    /// Also print each call as it is recorded, strace-style, on standard output.
+    #[arg(long)]
+    print: bool,
     /// Stop after recording this many calls.
     #[arg(long)]
     max_events: Option<u64>,
@@ -97,6 +101,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
     dest.create()?;
     let clock_offset_ns = clock::boot_to_wall_offset_ns();
     let lost_cell = Arc::new(Mutex::new(probe::LossCounts::default()));
+    let progress = Arc::new(status::WriterProgress::default());
     let writer::WriterHandle {
         tx,
         stopped,
@@ -110,6 +115,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         rotate_interval: cli.rotate_interval,
         keep: cli.keep,
         lost: lost_cell.clone(),
+        progress: progress.clone(),
     })?;
     println!(
         "fantrace-recorder: recording fanotify_mark calls into {} (Ctrl-C to stop)",
@@ -131,6 +137,8 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             rotate_interval: cli.rotate_interval,
             max_events: cli.max_events,
             lost: lost_cell,
+            progress,
+            print: cli.print,
         },
     ));
     let lost = probe.loss_counts()?;

@@ -13,8 +13,9 @@ use parquet::file::metadata::KeyValue;
 use parquet::file::properties::{EnabledStatistics, WriterProperties};
 
 /// Rows per Parquet row group: small enough that a time-range query skips most of a large
-/// segment by row-group statistics, large enough for zstd and dictionaries to pay off.
-pub const ROW_GROUP_ROWS: usize = 262_144;
+/// segment by row-group statistics and the writer holds little in memory, large enough for
+/// zstd and dictionaries to pay off.
+pub const ROW_GROUP_ROWS: usize = 65_536;
 
 pub fn writer_properties() -> anyhow::Result<WriterProperties> {
     Ok(WriterProperties::builder()
@@ -68,6 +69,13 @@ impl Segment {
             .with_context(|| format!("writing to segment {}", self.tmp_path.display()))?;
         self.rows += batch.num_rows() as u64;
         Ok(())
+    }
+
+    /// Ends the current row group.
+    pub fn flush_row_group(&mut self) -> anyhow::Result<()> {
+        self.writer
+            .flush()
+            .with_context(|| format!("writing a row group to {}", self.tmp_path.display()))
     }
 
     pub fn rows(&self) -> u64 {

@@ -8,13 +8,15 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
 use arrow::array::RecordBatch;
+use arrow::compute::{concat_batches, sort_to_indices, take_record_batch};
 use fantrace_schema::arrow::events_schema;
 use fantrace_schema::metadata as keys;
 use fantrace_schema::record::LossCause;
 
 use crate::host::HostInfo;
 use crate::probe::LossCounts;
-use crate::segment::Segment;
+use crate::segment::{ROW_GROUP_ROWS, Segment};
+use crate::status::WriterProgress;
 
 pub enum ToWriter {
     Batch(RecordBatch),
@@ -36,6 +38,7 @@ pub struct WriterConfig {
     pub keep: usize,
     /// The probe's loss counters as last sampled by the drain loop.
     pub lost: Arc<Mutex<LossCounts>>,
+    pub progress: Arc<WriterProgress>,
 }
 
 #[derive(Debug, Default)]
@@ -45,6 +48,9 @@ pub struct WriterSummary {
     pub bytes: u64,
     pub removed: u64,
 }
+
+/// In-memory size of the rows held for one row group at most.
+const ROW_GROUP_MAX_BYTES: usize = 16 * 1024 * 1024;
 
 /// Batches waiting for the writer; bounded so a stalled disk shows up as back-pressure.
 const QUEUE: usize = 64;
@@ -77,6 +83,11 @@ pub fn spawn(cfg: WriterConfig) -> anyhow::Result<WriterHandle> {
 
 struct Open {
     segment: Segment,
+    /// Rows of the next row group, sorted by time when it is written: records arrive in exit
+    /// order per CPU, and a time-ordered row group lets queries skip by statistics.
+    pending: Vec<RecordBatch>,
+    pending_rows: usize,
+    pending_bytes: usize,
     started: chrono::DateTime<chrono::Utc>,
     opened: Instant,
     lost_at_open: LossCounts,
@@ -110,8 +121,12 @@ impl Writer {
             self.seq
         );
         self.seq += 1;
+        self.cfg.progress.set_current(&name);
         Ok(Open {
             segment: Segment::create(&self.cfg.dir, &name, events_schema())?,
+            pending: Vec::new(),
+            pending_rows: 0,
+            pending_bytes: 0,
             started,
             opened: Instant::now(),
             lost_at_open,
@@ -125,7 +140,15 @@ impl Writer {
             let msg = rx.recv_timeout(deadline.saturating_duration_since(Instant::now()));
             match msg {
                 Ok(ToWriter::Batch(batch)) => {
-                    open.segment.write(&batch)?;
+                    open.pending_rows += batch.num_rows();
+                    open.pending_bytes += batch.get_array_memory_size();
+                    open.pending.push(batch);
+                    // Long paths make rows large: bound the memory held and let size
+                    // rotation see the rows, not only the row count.
+                    let cap = ROW_GROUP_MAX_BYTES.min(self.cfg.rotate_size as usize);
+                    if open.pending_rows >= ROW_GROUP_ROWS || open.pending_bytes >= cap {
+                        write_row_group(&mut open)?;
+                    }
                     if open.segment.size() >= self.cfg.rotate_size {
                         open = self.rotate(open, "rotated: size")?;
                     }
@@ -156,10 +179,11 @@ impl Writer {
 
     fn close(
         &mut self,
-        open: Open,
+        mut open: Open,
         lost_total: LossCounts,
         stop_reason: String,
     ) -> anyhow::Result<()> {
+        write_row_group(&mut open)?;
         let lost = lost_total.since(&open.lost_at_open);
         let rows = open.segment.rows();
         let cfg = &self.cfg;
@@ -198,6 +222,13 @@ impl Writer {
             .len();
         self.summary.rows += rows;
         self.summary.segments += 1;
+        let progress = &self.cfg.progress;
+        progress
+            .bytes
+            .store(self.summary.bytes, std::sync::atomic::Ordering::Relaxed);
+        progress
+            .segments
+            .store(self.summary.segments, std::sync::atomic::Ordering::Relaxed);
         tracing::debug!(segment = %path.display(), rows, "segment closed");
         Ok(())
     }
@@ -217,6 +248,21 @@ impl Writer {
         }
         Ok(())
     }
+}
+
+/// Writes the pending rows, sorted by time, as one row group.
+fn write_row_group(open: &mut Open) -> anyhow::Result<()> {
+    if open.pending.is_empty() {
+        return Ok(());
+    }
+    let schema = open.pending[0].schema();
+    let batch = concat_batches(&schema, &open.pending)?;
+    open.pending.clear();
+    open.pending_rows = 0;
+    open.pending_bytes = 0;
+    let order = sort_to_indices(batch.column(0), None, None)?;
+    open.segment.write(&take_record_batch(&batch, &order)?)?;
+    open.segment.flush_row_group()
 }
 
 /// This recorder's finished segments in `dir`, oldest first.

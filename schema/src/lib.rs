@@ -12,4 +12,6 @@ pub mod record;
 #[cfg(feature = "user")]
 pub mod arrow;
 #[cfg(feature = "user")]
+pub mod decode;
+#[cfg(feature = "user")]
 pub mod metadata;

@@ -257,5 +257,40 @@ fn sigterm_stops_cleanly() {
     );
     assert_eq!(rows[0]["n"], calls.len());
     let stats = query_json(&capture, "SELECT stop_reason FROM stats");
-    assert_eq!(stats[0]["stop_reason"], "signal SIGTERM");
+    assert_eq!(
+        stats[0]["stop_reason"],
+        format!("signal SIGTERM from pid {}", std::process::id()),
+        "the stop reason names the signal and its sender"
+    );
+}
+
+#[test]
+fn print_mode_prints_each_call_as_recorded() {
+    if !require_probe("print_mode_prints_each_call_as_recorded") {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let rec = Recorder::start(&tmp.path().join("capture"), &["--print"]);
+    let calls = run_workload(&[]);
+    let printed = rec.stop();
+    let pid = calls[0].pid;
+    let ours: Vec<&str> = printed
+        .lines()
+        .filter(|l| l.contains(&format!("[{pid}/")))
+        .collect();
+    assert_eq!(ours.len(), calls.len(), "one line per call:\n{printed}");
+    assert!(
+        ours.iter().any(|l| l.contains(&format!(
+            "fantrace-wl[{pid}/{pid}] uid=0 fanotify_mark(-1, FAN_MARK_ADD, FAN_OPEN, AT_FDCWD, \""
+        )) && l.ends_with("= -1 EBADF")),
+        "{ours:#?}"
+    );
+    assert!(
+        ours.iter()
+            .any(|l| l.contains("FAN_MARK_FLUSH, 0, AT_FDCWD, NULL) = 0"))
+    );
+    assert!(
+        ours.iter().any(|l| l.contains("\\xff\\xfe-name\")")),
+        "{ours:#?}"
+    );
 }

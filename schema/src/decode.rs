@@ -1,0 +1,160 @@
+//! Human renderings of a call, shared by the recorder's `--print` and the analyzer's SQL
+//! functions and `replay`, so both sides always print a call the same way.
+use crate::flags::{BitName, MARK_FLAGS, MARK_TYPE_BITS, MASK_BITS, Name, for_each_bit_name};
+
+fn join_names(table: &[Name], value: u64) -> String {
+    let mut out = String::new();
+    for_each_bit_name(table, value, |b| {
+        if !out.is_empty() {
+            out.push('|');
+        }
+        match b {
+            BitName::Known(n) => out.push_str(n),
+            BitName::Unknown(bits) => out.push_str(&format!("{bits:#x}")),
+        }
+    });
+    out
+}
+
+/// `FAN_MARK_ADD|FAN_MARK_MOUNT`: action and modifiers, then the mark type unless it is inode.
+pub fn flag_names(flags: u64) -> String {
+    let mut out = join_names(MARK_FLAGS, flags & !MARK_TYPE_BITS);
+    if flags & MARK_TYPE_BITS != 0 {
+        if !out.is_empty() {
+            out.push('|');
+        }
+        out.push_str(crate::flags::mark_type_name(flags));
+    }
+    if out.is_empty() { "0".into() } else { out }
+}
+
+/// `FAN_OPEN|FAN_CLOSE_WRITE`; `0` for an empty mask.
+pub fn mask_names(mask: u64) -> String {
+    let out = join_names(MASK_BITS, mask);
+    if out.is_empty() { "0".into() } else { out }
+}
+
+/// `inode`, `mount`, `filesystem` or `mntns`.
+pub fn mark_type(flags: u64) -> &'static str {
+    match flags & MARK_TYPE_BITS {
+        0x010 => "mount",
+        0x100 => "filesystem",
+        0x110 => "mntns",
+        _ => "inode",
+    }
+}
+
+/// `EBADF` for -9; `errno N` for a number Linux does not name; `None` for success.
+pub fn errno_text(ret: i64) -> Option<String> {
+    (ret < 0).then(|| {
+        crate::errno::errno_name(-ret)
+            .map(str::to_string)
+            .unwrap_or_else(|| format!("errno {}", -ret))
+    })
+}
+
+/// One call, everything `strace_line` prints.
+pub struct CallView<'a> {
+    /// Unix time of entry, ns.
+    pub time_ns: i64,
+    pub comm: &'a str,
+    pub pid: u32,
+    pub tid: u32,
+    pub uid: u32,
+    pub fanotify_fd: i32,
+    pub flags: u32,
+    pub mask: u64,
+    pub dirfd: i32,
+    /// Path bytes (as read) when the status is `ok` or `truncated`.
+    pub path: Option<&'a [u8]>,
+    pub path_status: &'a str,
+    pub ret: i64,
+}
+
+/// `12:00:01.123456 nginx[412/415] uid=0 fanotify_mark(5, FAN_MARK_ADD|FAN_MARK_MOUNT,
+/// FAN_OPEN_PERM, AT_FDCWD, "/srv") = 0`, times in UTC, path bytes escaped like strace.
+pub fn strace_line(c: &CallView<'_>) -> String {
+    let day_ns = c.time_ns.rem_euclid(86_400_000_000_000);
+    let (h, m, s, us) = (
+        day_ns / 3_600_000_000_000,
+        day_ns / 60_000_000_000 % 60,
+        day_ns / 1_000_000_000 % 60,
+        day_ns / 1_000 % 1_000_000,
+    );
+    let dirfd = if c.dirfd == -100 {
+        "AT_FDCWD".to_string()
+    } else {
+        c.dirfd.to_string()
+    };
+    let path = match (c.path, c.path_status) {
+        (Some(p), "truncated") => format!("{}...", quote(p)),
+        (Some(p), _) => quote(p),
+        (None, "fault") => "<unreadable>".to_string(),
+        (None, _) => "NULL".to_string(),
+    };
+    let result = match errno_text(c.ret) {
+        Some(e) => format!("-1 {e}"),
+        None => c.ret.to_string(),
+    };
+    format!(
+        "{h:02}:{m:02}:{s:02}.{us:06} {}[{}/{}] uid={} fanotify_mark({}, {}, {}, {dirfd}, {path}) = {result}",
+        c.comm,
+        c.pid,
+        c.tid,
+        c.uid,
+        c.fanotify_fd,
+        flag_names(u64::from(c.flags)),
+        mask_names(c.mask),
+    )
+}
+
+/// A C string literal: printable ASCII as is, `"` and `\` escaped, other bytes as `\xNN`.
+fn quote(bytes: &[u8]) -> String {
+    let mut out = String::with_capacity(bytes.len() + 2);
+    out.push('"');
+    for &b in bytes {
+        match b {
+            b'"' => out.push_str("\\\""),
+            b'\\' => out.push_str("\\\\"),
+            0x20..=0x7e => out.push(b as char),
+            _ => out.push_str(&format!("\\x{b:02x}")),
+        }
+    }
+    out.push('"');
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn renders_like_strace() {
+        assert_eq!(flag_names(0x1 | 0x10), "FAN_MARK_ADD|FAN_MARK_MOUNT");
+        assert_eq!(flag_names(0x80), "FAN_MARK_FLUSH");
+        assert_eq!(flag_names(0x2 | 0x110), "FAN_MARK_REMOVE|FAN_MARK_MNTNS");
+        assert_eq!(flag_names(0x1 | 0x8000), "FAN_MARK_ADD|0x8000");
+        assert_eq!(mask_names(0x10000 | 0x8), "FAN_CLOSE_WRITE|FAN_OPEN_PERM");
+        assert_eq!(mask_names(0), "0");
+        assert_eq!(mark_type(0x101), "filesystem");
+        let line = strace_line(&CallView {
+            time_ns: 43_201_123_456_789,
+            comm: "nginx",
+            pid: 412,
+            tid: 415,
+            uid: 0,
+            fanotify_fd: 5,
+            flags: 0x11,
+            mask: 0x10008,
+            dirfd: -100,
+            path: Some(b"/srv/\xff\"x"),
+            path_status: "ok",
+            ret: -9,
+        });
+        assert_eq!(
+            line,
+            "12:00:01.123456 nginx[412/415] uid=0 fanotify_mark(5, FAN_MARK_ADD|FAN_MARK_MOUNT, \
+             FAN_CLOSE_WRITE|FAN_OPEN_PERM, AT_FDCWD, \"/srv/\\xff\\\"x\") = -1 EBADF"
+        );
+    }
+}
