@@ -17,6 +17,10 @@ pub enum CaptureError {
     },
     #[error("{path}: no capture segments (*.parquet) in this directory")]
     EmptyDir { path: PathBuf },
+    #[error("{pattern}: no file matches this pattern")]
+    NoMatch { pattern: String },
+    #[error("{pattern}: not a valid pattern: {reason}")]
+    BadPattern { pattern: String, reason: String },
     #[error("{path}: not a Parquet file or damaged (truncated, empty or overwritten): {reason}")]
     NotParquet { path: PathBuf, reason: String },
     #[error(
@@ -58,6 +62,99 @@ impl Segment {
     pub fn meta_u64(&self, key: &str) -> Option<u64> {
         self.meta(key).and_then(|v| v.parse().ok())
     }
+}
+
+/// Which captures a command reads.
+#[derive(clap::Args, Debug, Clone)]
+pub struct CaptureArgs {
+    /// A capture directory, a segment file, or a glob of them (quoted); repeat for several.
+    /// Segments of one capture or of several hosts can be mixed.
+    #[arg(long = "capture", short = 'c', required = true)]
+    pub captures: Vec<PathBuf>,
+    /// Read every segment that can be read and report the others, instead of stopping at the
+    /// first unreadable one.
+    #[arg(long)]
+    pub skip_bad: bool,
+}
+
+/// The readable segments, and (with `--skip-bad`) why the others were left out.
+pub struct Loaded {
+    pub segments: Vec<Segment>,
+    pub bad: Vec<CaptureError>,
+}
+
+/// Finds and checks every segment of the captures. Without `skip_bad` the first unreadable
+/// input is the error; with it, unreadable inputs are collected in `bad`.
+pub fn load(args: &CaptureArgs) -> anyhow::Result<Loaded> {
+    let mut segments = Vec::new();
+    let mut bad = Vec::new();
+    let mut keep_or_fail = |err: CaptureError| -> anyhow::Result<()> {
+        if args.skip_bad {
+            bad.push(err);
+            Ok(())
+        } else {
+            Err(err.into())
+        }
+    };
+    for input in expand_globs(&args.captures)? {
+        match segment_paths(std::slice::from_ref(&input)) {
+            Ok(paths) => {
+                for path in paths {
+                    match open_segment(&path) {
+                        Ok(seg) => segments.push(seg),
+                        Err(e) => keep_or_fail(e)?,
+                    }
+                }
+            }
+            Err(e) => keep_or_fail(e)?,
+        }
+    }
+    for err in &bad {
+        eprintln!("fantrace-analyzer: skipped: {err}");
+    }
+    if segments.is_empty() {
+        anyhow::bail!("no readable capture segment among the inputs");
+    }
+    Ok(Loaded { segments, bad })
+}
+
+/// Prints a warning when the probe lost calls while these segments were recorded.
+pub fn warn_about_losses(segments: &[Segment]) {
+    let lost: u64 = segments
+        .iter()
+        .filter_map(|s| s.meta_u64(keys::EVENTS_LOST))
+        .sum();
+    if lost > 0 {
+        eprintln!(
+            "fantrace-analyzer: warning: the probe could not deliver {lost} call(s) while these \
+             captures were recorded; results are incomplete (see the stats table)"
+        );
+    }
+}
+
+/// Inputs with `*`, `?` or `[` are glob patterns (for when the shell did not expand them).
+fn expand_globs(inputs: &[PathBuf]) -> Result<Vec<PathBuf>, CaptureError> {
+    let mut out = Vec::new();
+    for input in inputs {
+        let text = input.to_string_lossy();
+        if !text.contains(['*', '?', '[']) {
+            out.push(input.clone());
+            continue;
+        }
+        let matches = glob::glob(&text).map_err(|e| CaptureError::BadPattern {
+            pattern: text.to_string(),
+            reason: e.to_string(),
+        })?;
+        let mut found: Vec<PathBuf> = matches.filter_map(Result::ok).collect();
+        if found.is_empty() {
+            return Err(CaptureError::NoMatch {
+                pattern: text.to_string(),
+            });
+        }
+        found.sort();
+        out.extend(found);
+    }
+    Ok(out)
 }
 
 /// Expands each input (a segment file or a capture directory) into its segment files, sorted

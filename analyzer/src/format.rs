@@ -14,6 +14,38 @@ pub enum Format {
     Csv,
     /// One JSON object per row, values complete.
     Json,
+    /// A zstd-compressed Parquet file (with `--output`).
+    Parquet,
+}
+
+/// Writes to a file; Parquet is only possible here (it needs a seekable, owned writer).
+pub fn write_to_file(
+    format: Format,
+    batches: &[RecordBatch],
+    max_width: usize,
+    file: std::fs::File,
+) -> anyhow::Result<()> {
+    if let Format::Parquet = format {
+        use datafusion::parquet::arrow::ArrowWriter;
+        use datafusion::parquet::basic::{Compression, ZstdLevel};
+        use datafusion::parquet::file::properties::WriterProperties;
+        let Some(first) = batches.first() else {
+            anyhow::bail!("the query returned no batches; nothing to write as Parquet");
+        };
+        let props = WriterProperties::builder()
+            .set_compression(Compression::ZSTD(ZstdLevel::try_new(3)?))
+            .build();
+        let mut w = ArrowWriter::try_new(file, first.schema(), Some(props))?;
+        for b in batches {
+            w.write(b)?;
+        }
+        w.close()?;
+        return Ok(());
+    }
+    let mut out = std::io::BufWriter::new(file);
+    write(format, batches, max_width, &mut out)?;
+    out.flush()?;
+    Ok(())
 }
 
 pub fn write(
@@ -49,6 +81,7 @@ pub fn write(
             }
             w.finish().context("writing JSON")?;
         }
+        Format::Parquet => anyhow::bail!("--format parquet writes a file: add --output FILE"),
     }
     Ok(())
 }

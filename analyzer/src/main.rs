@@ -25,6 +25,12 @@ struct Cli {
 enum Command {
     /// Run one SQL statement over captures.
     Query(commands::query::QueryArgs),
+    /// Print the calls in time order, one strace-like line each.
+    Replay(commands::replay::ReplayArgs),
+    /// Show what captures hold: segments, hosts, time span, events, losses, unreadable files.
+    Inspect(commands::inspect::InspectArgs),
+    /// List the shipped forensic queries, or run one.
+    Playbook(commands::playbook::PlaybookArgs),
     /// List the fantrace SQL functions and the columns of the events table.
     Functions,
 }
@@ -78,6 +84,9 @@ fn main() -> ExitCode {
     let result = runtime.block_on(async {
         match cli.command {
             Command::Query(args) => commands::query::run(args, opts).await,
+            Command::Replay(args) => commands::replay::run(args, opts).await,
+            Command::Inspect(args) => commands::inspect::run(args, opts).await,
+            Command::Playbook(args) => commands::playbook::run(args, opts).await,
             Command::Functions => {
                 print_reference();
                 Ok(())

@@ -25,6 +25,18 @@ pub fn read_only() -> SQLOptions {
         .with_allow_statements(false)
 }
 
+/// Runs one read-only statement and collects its result; errors quote the statement.
+pub async fn run_sql(ctx: &SessionContext, sql: &str) -> anyhow::Result<Vec<RecordBatch>> {
+    let short: String = sql.trim().chars().take(200).collect();
+    let df = ctx
+        .sql_with_options(sql, read_only())
+        .await
+        .with_context(|| format!("in SQL statement {short:?}"))?;
+    df.collect()
+        .await
+        .with_context(|| format!("running SQL statement {short:?}"))
+}
+
 pub async fn open(segments: &[Segment], opts: &SessionOptions) -> anyhow::Result<SessionContext> {
     let runtime = RuntimeEnvBuilder::new()
         .with_memory_limit(opts.memory_limit, 1.0)
@@ -105,6 +117,8 @@ fn stats_table(segments: &[Segment]) -> anyhow::Result<MemTable> {
     columns.push(text(keys::STOP_REASON));
     fields.push(Field::new("recorder_version", DataType::Utf8, true));
     columns.push(text(keys::RECORDER_VERSION));
+    fields.push(Field::new("schema_version", DataType::UInt64, true));
+    columns.push(number(keys::SCHEMA_VERSION));
     let schema = Arc::new(Schema::new(fields));
     let batch = RecordBatch::try_new(schema.clone(), columns)?;
     Ok(MemTable::try_new(schema, vec![vec![batch]])?)

@@ -1,1 +1,4 @@
+pub mod inspect;
+pub mod playbook;
 pub mod query;
+pub mod replay;

@@ -1,0 +1,145 @@
+//! `replay`: the capture in time order as one strace-like line per call, optionally paced as
+//! recorded. Selection is SQL run by DataFusion; this file only renders the rows.
+use std::time::Duration;
+
+use anyhow::Context as _;
+use arrow::array::{Array, AsArray, RecordBatch};
+use arrow::datatypes::{DataType, Int32Type, Int64Type, UInt32Type, UInt64Type};
+use fantrace_schema::decode::{CallView, strace_line};
+
+use crate::capture::{self, CaptureArgs};
+use crate::session::{self, SessionOptions};
+
+#[derive(clap::Args, Debug)]
+pub struct ReplayArgs {
+    #[command(flatten)]
+    pub capture: CaptureArgs,
+    /// Only this process id (repeatable).
+    #[arg(long)]
+    pub pid: Vec<u32>,
+    /// Only this command name (repeatable).
+    #[arg(long)]
+    pub comm: Vec<String>,
+    /// Only calls at or after this time (RFC 3339, e.g. 2026-11-25T09:00:00Z).
+    #[arg(long)]
+    pub since: Option<String>,
+    /// Only calls before this time (RFC 3339).
+    #[arg(long)]
+    pub until: Option<String>,
+    /// Only rows matching this SQL condition over the events columns.
+    #[arg(long = "where")]
+    pub condition: Option<String>,
+    /// Pace the output as recorded, this many times faster (0: as fast as possible).
+    #[arg(long, default_value_t = 0.0)]
+    pub speed: f64,
+}
+
+fn sql_string(s: &str) -> String {
+    format!("'{}'", s.replace('\'', "''"))
+}
+
+/// The selecting statement: every filter becomes a WHERE clause for DataFusion to push down.
+pub fn replay_sql(args: &ReplayArgs) -> String {
+    let mut conds = Vec::new();
+    if !args.pid.is_empty() {
+        let pids: Vec<String> = args.pid.iter().map(u32::to_string).collect();
+        conds.push(format!("pid IN ({})", pids.join(", ")));
+    }
+    if !args.comm.is_empty() {
+        let comms: Vec<String> = args.comm.iter().map(|c| sql_string(c)).collect();
+        conds.push(format!("comm IN ({})", comms.join(", ")));
+    }
+    if let Some(t) = &args.since {
+        conds.push(format!("time >= to_timestamp_nanos({})", sql_string(t)));
+    }
+    if let Some(t) = &args.until {
+        conds.push(format!("time < to_timestamp_nanos({})", sql_string(t)));
+    }
+    if let Some(c) = &args.condition {
+        conds.push(format!("({c})"));
+    }
+    let filter = if conds.is_empty() {
+        String::new()
+    } else {
+        format!(" WHERE {}", conds.join(" AND "))
+    };
+    format!(
+        "SELECT arrow_cast(time, 'Int64') AS t, arrow_cast(comm, 'Utf8') AS comm, pid, tid, uid, \
+         fanotify_fd, flags, mask, dirfd, arrow_cast(pathname, 'Utf8') AS pathname, arrow_cast(pathname_raw, 'Binary') AS pathname_raw, \
+         arrow_cast(pathname_status, 'Utf8') AS pathname_status, ret \
+         FROM events{filter} ORDER BY time, tid"
+    )
+}
+
+pub async fn run(args: ReplayArgs, opts: SessionOptions) -> anyhow::Result<()> {
+    let loaded = capture::load(&args.capture)?;
+    capture::warn_about_losses(&loaded.segments);
+    let ctx = session::open(&loaded.segments, &opts).await?;
+    let batches = session::run_sql(&ctx, &replay_sql(&args)).await?;
+    let mut previous: Option<i64> = None;
+    for batch in &batches {
+        for line in render(batch)? {
+            if args.speed > 0.0 {
+                if let Some(prev) = previous {
+                    let gap = (line.0 - prev).max(0) as f64 / args.speed;
+                    tokio::time::sleep(Duration::from_nanos(gap as u64)).await;
+                }
+                previous = Some(line.0);
+            }
+            println!("{}", line.1);
+        }
+    }
+    Ok(())
+}
+
+/// Each row as (time in ns, rendered line).
+fn render(batch: &RecordBatch) -> anyhow::Result<Vec<(i64, String)>> {
+    let col = |name: &str| {
+        batch
+            .column_by_name(name)
+            .with_context(|| format!("replay query lost column {name}"))
+    };
+    let t = col("t")?.as_primitive::<Int64Type>();
+    let comm = col("comm")?.as_string::<i32>();
+    let pid = col("pid")?.as_primitive::<UInt32Type>();
+    let tid = col("tid")?.as_primitive::<UInt32Type>();
+    let uid = col("uid")?.as_primitive::<UInt32Type>();
+    let fd = col("fanotify_fd")?.as_primitive::<Int32Type>();
+    let flags = col("flags")?.as_primitive::<UInt32Type>();
+    let mask = col("mask")?.as_primitive::<UInt64Type>();
+    let dirfd = col("dirfd")?.as_primitive::<Int32Type>();
+    let path = col("pathname")?.as_string::<i32>();
+    let raw = col("pathname_raw")?;
+    let raw = match raw.data_type() {
+        DataType::Binary => raw.as_binary::<i32>().clone(),
+        other => anyhow::bail!("pathname_raw has type {other}, expected Binary"),
+    };
+    let status = col("pathname_status")?.as_string::<i32>();
+    let ret = col("ret")?.as_primitive::<Int64Type>();
+    let mut out = Vec::with_capacity(batch.num_rows());
+    for i in 0..batch.num_rows() {
+        let bytes: Option<&[u8]> = if !raw.is_null(i) {
+            Some(raw.value(i))
+        } else if !path.is_null(i) {
+            Some(path.value(i).as_bytes())
+        } else {
+            None
+        };
+        let line = strace_line(&CallView {
+            time_ns: t.value(i),
+            comm: comm.value(i),
+            pid: pid.value(i),
+            tid: tid.value(i),
+            uid: uid.value(i),
+            fanotify_fd: fd.value(i),
+            flags: flags.value(i),
+            mask: mask.value(i),
+            dirfd: dirfd.value(i),
+            path: bytes,
+            path_status: status.value(i),
+            ret: ret.value(i),
+        });
+        out.push((t.value(i), line));
+    }
+    Ok(out)
+}

@@ -1,0 +1,485 @@
+//! The analyzer binary against captures built here with the schema crate's own builder:
+//! every command, the read-only and memory guards, and every kind of bad input. No probe needed.
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+
+use fantrace_schema::arrow::{EventBuilder, events_schema};
+use fantrace_schema::metadata as keys;
+use fantrace_schema::record::{MarkEvent, PathStatus};
+use parquet::arrow::ArrowWriter;
+use parquet::file::metadata::KeyValue;
+
+const T0: i64 = 1_795_000_000_000_000_000;
+
+/// One call at T0 + `i` ms.
+struct Row {
+    i: u64,
+    pid: u32,
+    comm: &'static str,
+    flags: u32,
+    mask: u64,
+    ret: i64,
+    path: &'static [u8],
+    status: PathStatus,
+}
+
+fn event(r: &Row) -> MarkEvent {
+    let mut c = [0u8; 16];
+    c[..r.comm.len()].copy_from_slice(r.comm.as_bytes());
+    MarkEvent {
+        enter_ns: r.i * 1_000_000,
+        exit_ns: r.i * 1_000_000 + 500,
+        mask: r.mask,
+        ret: r.ret,
+        cgroup_id: 1,
+        pid: r.pid,
+        tid: r.pid,
+        uid: 0,
+        gid: 0,
+        fanotify_fd: 3,
+        flags: r.flags,
+        dirfd: -100,
+        path_len: r.path.len() as u16,
+        path_status: r.status as u8,
+        _pad: 0,
+        comm: c,
+    }
+}
+
+/// A segment with known rows: two processes, a permission mark, a mount mark, a failure, a
+/// non-UTF-8 path and a NULL path.
+fn write_segment(path: &Path, schema_version: &str, lost: u64) {
+    let row = |i, pid, comm, flags, mask, ret, path, status| Row {
+        i,
+        pid,
+        comm,
+        flags,
+        mask,
+        ret,
+        path,
+        status,
+    };
+    let rows = [
+        row(
+            1,
+            100,
+            "avd",
+            0x1,
+            0x10000 | 0x20,
+            0,
+            b"/etc",
+            PathStatus::Ok,
+        ),
+        row(2, 100, "avd", 0x11, 0x20, 0, b"/", PathStatus::Ok),
+        row(3, 200, "evil", 0x1, 0x20, -9, b"/root/.ssh", PathStatus::Ok),
+        row(4, 200, "evil", 0x1, 0x1, 0, b"/tmp/\xff", PathStatus::Ok),
+        row(5, 200, "evil", 0x80, 0, 0, b"", PathStatus::Null),
+    ];
+    let mut b = EventBuilder::with_capacity(rows.len(), 64);
+    for r in &rows {
+        b.append(&event(r), r.path, T0);
+    }
+    let batch = b.finish().unwrap();
+    let file = std::fs::File::create(path).unwrap();
+    let mut w = ArrowWriter::try_new(file, events_schema(), None).unwrap();
+    w.write(&batch).unwrap();
+    for (k, v) in [
+        (keys::SCHEMA_VERSION, schema_version.to_string()),
+        (keys::HOSTNAME, "testhost".to_string()),
+        (keys::EVENTS_WRITTEN, rows.len().to_string()),
+        (keys::EVENTS_LOST, lost.to_string()),
+        (keys::STOP_REASON, "signal SIGINT".to_string()),
+    ] {
+        w.append_key_value_metadata(KeyValue::new(k.to_string(), v));
+    }
+    w.close().unwrap();
+}
+
+fn capture(dir: &Path) -> PathBuf {
+    let cap = dir.join("capture");
+    std::fs::create_dir(&cap).unwrap();
+    write_segment(&cap.join("fantrace-a-000000.parquet"), "1", 0);
+    cap
+}
+
+fn analyzer(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_fantrace-analyzer"))
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap()
+}
+
+fn ok(args: &[&str]) -> String {
+    let out = analyzer(args);
+    assert!(
+        out.status.success(),
+        "{args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+/// Fails with exactly one error line that contains every `needle`; never a panic.
+fn fails(args: &[&str], needles: &[&str]) {
+    let out = analyzer(args);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{args:?} should fail");
+    assert!(!err.contains("panicked"), "{err}");
+    assert_eq!(
+        err.matches("fantrace-analyzer: error:").count(),
+        1,
+        "one error: {err}"
+    );
+    for n in needles {
+        assert!(err.contains(n), "{n:?} not in: {err}");
+    }
+}
+
+#[test]
+fn query_formats_and_sql_sources() {
+    let tmp = tempfile::tempdir().unwrap();
+    let cap = capture(tmp.path());
+    let c = cap.to_str().unwrap();
+    let table = ok(&[
+        "query",
+        "-c",
+        c,
+        "SELECT comm, count(*) AS n FROM events GROUP BY comm ORDER BY comm",
+    ]);
+    assert!(
+        table.contains("| avd  | 2 |") && table.contains("| evil | 3 |"),
+        "{table}"
+    );
+    let csv = ok(&[
+        "query",
+        "-c",
+        c,
+        "--format",
+        "csv",
+        "SELECT pid, ret FROM events ORDER BY time",
+    ]);
+    assert_eq!(csv.lines().next(), Some("pid,ret"));
+    assert_eq!(csv.lines().count(), 6);
+    let json = ok(&[
+        "query",
+        "-c",
+        c,
+        "--format",
+        "json",
+        "SELECT encode(pathname_raw, 'hex') AS h FROM events WHERE pathname_raw IS NOT NULL",
+    ]);
+    assert_eq!(json.trim(), r#"{"h":"2f746d702fff"}"#);
+    let sql_file = tmp.path().join("q.sql");
+    std::fs::write(&sql_file, "SELECT count(*) AS n FROM events").unwrap();
+    assert!(ok(&["query", "-c", c, "-f", sql_file.to_str().unwrap()]).contains("| 5 |"));
+    let mut child = Command::new(env!("CARGO_BIN_EXE_fantrace-analyzer"))
+        .args(["query", "-c", c, "--format", "csv"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    use std::io::Write as _;
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(b"SELECT max(pid) AS m FROM events")
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "m\n200\n");
+    let pq = tmp.path().join("out.parquet");
+    ok(&[
+        "query",
+        "-c",
+        c,
+        "--format",
+        "parquet",
+        "-o",
+        pq.to_str().unwrap(),
+        "SELECT * FROM events",
+    ]);
+    let reader =
+        parquet::file::reader::SerializedFileReader::new(std::fs::File::open(&pq).unwrap())
+            .unwrap();
+    use parquet::file::reader::FileReader as _;
+    assert_eq!(reader.metadata().file_metadata().num_rows(), 5);
+    fails(
+        &["query", "-c", c, "--format", "parquet", "SELECT 1"],
+        &["--output"],
+    );
+}
+
+#[test]
+fn decoding_functions_in_sql() {
+    let tmp = tempfile::tempdir().unwrap();
+    let cap = capture(tmp.path());
+    let out = ok(&[
+        "query",
+        "-c",
+        cap.to_str().unwrap(),
+        "--format",
+        "csv",
+        "SELECT fan_flag_names(flags) AS f, fan_mask_names(mask) AS m, fan_mark_type(flags) AS t, \
+         errno_name(ret) AS e, has_mask(mask, 'FAN_OPEN_PERM') AS p FROM events ORDER BY time",
+    ]);
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines[1], "FAN_MARK_ADD,FAN_OPEN|FAN_OPEN_PERM,inode,,true");
+    assert_eq!(
+        lines[2],
+        "FAN_MARK_ADD|FAN_MARK_MOUNT,FAN_OPEN,mount,,false"
+    );
+    assert_eq!(lines[3], "FAN_MARK_ADD,FAN_OPEN,inode,EBADF,false");
+}
+
+#[test]
+fn replay_prints_strace_lines_with_filters() {
+    let tmp = tempfile::tempdir().unwrap();
+    let cap = capture(tmp.path());
+    let c = cap.to_str().unwrap();
+    let all = ok(&["replay", "-c", c]);
+    let lines: Vec<&str> = all.lines().collect();
+    assert_eq!(lines.len(), 5);
+    assert!(lines[0].ends_with(
+        "avd[100/100] uid=0 fanotify_mark(3, FAN_MARK_ADD, FAN_OPEN|FAN_OPEN_PERM, AT_FDCWD, \"/etc\") = 0"
+    ), "{}", lines[0]);
+    assert!(lines[3].contains("\"/tmp/\\xff\""), "{}", lines[3]);
+    assert!(
+        lines[4].contains("FAN_MARK_FLUSH, 0, AT_FDCWD, NULL) = 0"),
+        "{}",
+        lines[4]
+    );
+    let evil = ok(&["replay", "-c", c, "--comm", "evil", "--where", "ret < 0"]);
+    assert_eq!(evil.lines().count(), 1);
+    assert!(evil.contains("= -1 EBADF"));
+    let by_pid = ok(&["replay", "-c", c, "--pid", "100"]);
+    assert_eq!(by_pid.lines().count(), 2);
+    // T0 + 3 ms is the third call; --since/--until select by wall time.
+    let since = ok(&[
+        "replay",
+        "-c",
+        c,
+        "--since",
+        "2026-11-18T11:06:40.003Z",
+        "--until",
+        "2026-11-18T11:06:40.005Z",
+    ]);
+    assert_eq!(since.lines().count(), 2, "{since}");
+}
+
+#[test]
+fn inspect_and_playbook() {
+    let tmp = tempfile::tempdir().unwrap();
+    let cap = capture(tmp.path());
+    std::fs::write(cap.join("broken.parquet"), b"not parquet at all").unwrap();
+    let out = ok(&["inspect", "-c", cap.to_str().unwrap()]);
+    assert!(out.contains("testhost"), "{out}");
+    assert!(
+        out.contains("1 unreadable input(s)") && out.contains("broken.parquet"),
+        "{out}"
+    );
+    let list = ok(&["playbook"]);
+    for name in [
+        "permission-marks",
+        "wide-marks",
+        "sensitive-paths",
+        "failed-marks",
+        "marks-by-process",
+        "brief-watchers",
+    ] {
+        assert!(list.contains(name));
+        let good = cap.join("fantrace-a-000000.parquet");
+        let res = ok(&["playbook", name, "-c", good.to_str().unwrap()]);
+        assert!(res.contains('+'), "{name}: {res}");
+    }
+    let perm = ok(&[
+        "playbook",
+        "permission-marks",
+        "-c",
+        cap.join("fantrace-a-000000.parquet").to_str().unwrap(),
+    ]);
+    assert!(perm.contains("avd") && !perm.contains("evil"), "{perm}");
+    let sens = ok(&[
+        "playbook",
+        "sensitive-paths",
+        "-c",
+        cap.join("fantrace-a-000000.parquet").to_str().unwrap(),
+    ]);
+    assert!(
+        sens.contains("/etc") && sens.contains("/root/.ssh"),
+        "{sens}"
+    );
+    fails(&["playbook", "nope"], &["no playbook query \"nope\""]);
+}
+
+#[test]
+fn writes_and_escapes_are_refused() {
+    let tmp = tempfile::tempdir().unwrap();
+    let cap = capture(tmp.path());
+    let c = cap.to_str().unwrap();
+    for sql in [
+        "COPY events TO '/tmp/fantrace-copy.csv'",
+        "CREATE EXTERNAL TABLE x STORED AS CSV LOCATION '/etc/passwd'",
+        "INSERT INTO events SELECT * FROM events",
+        "SET datafusion.execution.batch_size = 1",
+        "CREATE TABLE t AS SELECT 1",
+    ] {
+        fails(&["query", "-c", c, sql], &["not supported"]);
+    }
+    fails(
+        &["query", "-c", c, "SELECT * FROM '/etc/passwd'"],
+        &["/etc/passwd", "not found"],
+    );
+    assert!(!Path::new("/tmp/fantrace-copy.csv").exists());
+}
+
+#[test]
+fn memory_limit_turns_a_runaway_query_into_an_error() {
+    let tmp = tempfile::tempdir().unwrap();
+    let cap = capture(tmp.path());
+    fails(
+        &[
+            "--memory-limit",
+            "64M",
+            "query",
+            "-c",
+            cap.to_str().unwrap(),
+            "SELECT array_agg(v) FROM generate_series(1, 100000000) AS t(v)",
+        ],
+        &["Resources exhausted"],
+    );
+}
+
+#[test]
+fn every_bad_input_is_one_clear_error_naming_the_file() {
+    let tmp = tempfile::tempdir().unwrap();
+    let d = tmp.path();
+    let good = d.join("good.parquet");
+    write_segment(&good, "1", 0);
+    let bytes = std::fs::read(&good).unwrap();
+    let cases: Vec<(&str, Vec<u8>, &str)> = vec![
+        ("empty.parquet", vec![], "not a Parquet file"),
+        (
+            "truncated.parquet",
+            bytes[..bytes.len() - 20].to_vec(),
+            "not a Parquet file",
+        ),
+        (
+            "random.parquet",
+            (0..4096u32)
+                .map(|i| (i.wrapping_mul(2654435761) >> 13) as u8)
+                .collect(),
+            "not a Parquet file",
+        ),
+        (
+            "renamed.parquet",
+            b"pid,comm\n1,x\n2,y\n".to_vec(),
+            "not a Parquet file",
+        ),
+    ];
+    for (name, content, reason) in &cases {
+        let p = d.join(name);
+        std::fs::write(&p, content).unwrap();
+        fails(
+            &["query", "-c", p.to_str().unwrap(), "SELECT 1"],
+            &[name, reason],
+        );
+    }
+    // A Parquet file of another schema.
+    let other = d.join("other.parquet");
+    {
+        use arrow::array::Int32Array;
+        use arrow::datatypes::{DataType, Field, Schema};
+        let schema =
+            std::sync::Arc::new(Schema::new(vec![Field::new("x", DataType::Int32, false)]));
+        let batch = arrow::array::RecordBatch::try_new(
+            schema.clone(),
+            vec![std::sync::Arc::new(Int32Array::from(vec![1]))],
+        )
+        .unwrap();
+        let mut w =
+            ArrowWriter::try_new(std::fs::File::create(&other).unwrap(), schema, None).unwrap();
+        w.write(&batch).unwrap();
+        w.close().unwrap();
+    }
+    fails(
+        &["query", "-c", other.to_str().unwrap(), "SELECT 1"],
+        &["other.parquet", "not a fantrace capture segment"],
+    );
+    let newer = d.join("newer.parquet");
+    write_segment(&newer, "99", 0);
+    fails(
+        &["query", "-c", newer.to_str().unwrap(), "SELECT 1"],
+        &["newer.parquet", "schema version 99", "upgrade"],
+    );
+    fails(
+        &[
+            "query",
+            "-c",
+            d.join("missing").to_str().unwrap(),
+            "SELECT 1",
+        ],
+        &["missing", "No such file"],
+    );
+    let empty_dir = d.join("emptydir");
+    std::fs::create_dir(&empty_dir).unwrap();
+    fails(
+        &["query", "-c", empty_dir.to_str().unwrap(), "SELECT 1"],
+        &["emptydir", "no capture segments"],
+    );
+    fails(
+        &["query", "-c", good.to_str().unwrap(), "SELEC 1"],
+        &["SELEC"],
+    );
+    fails(
+        &[
+            "query",
+            "-c",
+            &format!("{}/nomatch*.parquet", d.display()),
+            "SELECT 1",
+        ],
+        &["no file matches"],
+    );
+
+    // --skip-bad: the good segment is read, every bad one reported.
+    let out = analyzer(&[
+        "query",
+        "--skip-bad",
+        "-c",
+        &format!("{}/*.parquet", d.display()),
+        "--format",
+        "csv",
+        "SELECT count(*) AS n FROM events",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "n\n5\n");
+    let err = String::from_utf8_lossy(&out.stderr);
+    for name in ["empty", "truncated", "random", "renamed", "other", "newer"] {
+        assert!(
+            err.contains(&format!(
+                "skipped: {}",
+                d.join(format!("{name}.parquet")).display()
+            )),
+            "{name}: {err}"
+        );
+    }
+}
+
+#[test]
+fn losses_are_warned_about() {
+    let tmp = tempfile::tempdir().unwrap();
+    let p = tmp.path().join("lossy.parquet");
+    write_segment(&p, "1", 42);
+    let out = analyzer(&[
+        "query",
+        "-c",
+        p.to_str().unwrap(),
+        "SELECT count(*) FROM events",
+    ]);
+    assert!(out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("could not deliver 42 call(s)"));
+}
