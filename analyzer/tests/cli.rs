@@ -3,7 +3,7 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
-use fantrace_schema::arrow::{EventBuilder, events_schema};
+use fantrace_schema::arrow::{EventBuilder, ProcessInfo, events_schema};
 use fantrace_schema::metadata as keys;
 use fantrace_schema::record::{MarkEvent, PathStatus};
 use parquet::arrow::ArrowWriter;
@@ -36,6 +36,10 @@ fn event(r: &Row) -> MarkEvent {
         tid: r.pid,
         uid: 0,
         gid: 0,
+        ppid: 1,
+        mnt_ns: 4026531841,
+        pid_ns: 4026531836,
+        _pad2: 0,
         fanotify_fd: 3,
         flags: r.flags,
         dirfd: -100,
@@ -77,7 +81,11 @@ fn write_segment(path: &Path, schema_version: &str, lost: u64) {
     ];
     let mut b = EventBuilder::with_capacity(rows.len(), 64);
     for r in &rows {
-        b.append(&event(r), r.path, T0);
+        let process = ProcessInfo {
+            exe: Some(format!("/usr/bin/{}", r.comm)),
+            container_id: None,
+        };
+        b.append(&event(r), r.path, T0, &process);
     }
     let batch = b.finish().unwrap();
     let file = std::fs::File::create(path).unwrap();

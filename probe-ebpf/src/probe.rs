@@ -75,6 +75,11 @@ fn try_enter(ctx: &TracePointContext) -> Result<(), i32> {
     ev.gid = (uid_gid >> 32) as u32;
     ev.cgroup_id = unsafe { bpf_get_current_cgroup_id() };
     ev.comm = bpf_get_current_comm().unwrap_or([0; 16]);
+    let task = crate::context::current();
+    ev.ppid = task.ppid;
+    ev.mnt_ns = task.mnt_ns;
+    ev.pid_ns = task.pid_ns;
+    ev._pad2 = 0;
     unsafe {
         ev.fanotify_fd = ctx.read_at::<u64>(ARG_FANOTIFY_FD)? as i32;
         ev.flags = ctx.read_at::<u64>(ARG_FLAGS)? as u32;

@@ -3,12 +3,15 @@ use arrow::array::RecordBatch;
 use fantrace_schema::arrow::{EventBuilder, ItemError, parse_item};
 use fantrace_schema::record::MarkEvent;
 
+use crate::enrich::Enricher;
+
 /// Rows per batch handed to the writer; also the builders' preallocation.
 pub const BATCH_ROWS: usize = 65_536;
 
 pub struct Batcher {
     builder: EventBuilder,
     boot_to_wall_ns: i64,
+    enricher: Enricher,
 }
 
 impl Batcher {
@@ -16,13 +19,16 @@ impl Batcher {
         Batcher {
             builder: EventBuilder::with_capacity(BATCH_ROWS, BATCH_ROWS * 32),
             boot_to_wall_ns,
+            enricher: Enricher::default(),
         }
     }
 
     /// Appends one ring-buffer item; returns it decoded for `--print`.
     pub fn push<'a>(&mut self, item: &'a [u8]) -> Result<(MarkEvent, &'a [u8]), ItemError> {
         let (ev, path) = parse_item(item)?;
-        self.builder.append(&ev, path, self.boot_to_wall_ns);
+        let process = self.enricher.lookup(ev.pid);
+        self.builder
+            .append(&ev, path, self.boot_to_wall_ns, process);
         Ok((ev, path))
     }
 

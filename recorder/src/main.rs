@@ -4,8 +4,10 @@
 //! Data path: probe.rs (load, attach) → drain.rs (ring buffer) → batch.rs (Arrow rows) →
 //! writer.rs (writer thread) → segment.rs (Parquet file, fsync, rename).
 mod batch;
+mod btf;
 mod clock;
 mod drain;
+mod enrich;
 mod host;
 mod output;
 mod probe;

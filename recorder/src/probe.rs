@@ -61,10 +61,18 @@ impl Probe {
         // Wake the recorder once a quarter of the ring is unread; below that it polls.
         let wakeup_bytes: u64 = u64::from(ring / 4);
         let include_only: u8 = u8::from(!opts.pids.is_empty());
+        let (offsets, missing) = crate::btf::kernel_offsets()?;
+        if !missing.is_empty() {
+            tracing::warn!(
+                "this kernel's BTF lacks {}; the dependent columns (ppid, mnt_ns, pid_ns) stay 0",
+                missing.join(", ")
+            );
+        }
         let mut ebpf = EbpfLoader::new()
             .override_global(names::RECORDER_TGID_GLOBAL, &own_tgid, true)
             .override_global(names::WAKEUP_BYTES_GLOBAL, &wakeup_bytes, true)
             .override_global(names::PID_INCLUDE_ONLY_GLOBAL, &include_only, true)
+            .override_global(names::KERNEL_OFFSETS_GLOBAL, &offsets[..], true)
             .map_max_entries(names::EVENTS_MAP, ring)
             .load(PROBE_OBJECT)
             .context(

@@ -4,12 +4,14 @@
 use std::sync::Arc;
 
 use arrow::array::{
-    ArrayBuilder, ArrayRef, BinaryBuilder, Int32Builder, Int64Builder, RecordBatch, StringBuilder,
-    TimestampNanosecondBuilder, UInt32Builder, UInt64Builder,
+    ArrayBuilder, ArrayRef, BinaryBuilder, Int32Builder, Int64Builder, ListBuilder, RecordBatch,
+    StringBuilder, TimestampNanosecondBuilder, UInt32Builder, UInt64Builder,
 };
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
 use arrow::error::ArrowError;
 
+use crate::decode;
+use crate::flags::{BitName, MARK_FLAGS, MARK_TYPE_BITS, MASK_BITS, Name, for_each_bit_name};
 use crate::metadata;
 use crate::record::{MarkEvent, PathStatus};
 
@@ -40,9 +42,14 @@ columns! {
     "pid": DataType::UInt32, false, "Process id (thread-group id) in the initial pid namespace.";
     "tid": DataType::UInt32, false, "Thread id in the initial pid namespace.";
     "comm": DataType::Utf8, false, "Thread name (task comm) at syscall entry.";
+    "ppid": DataType::UInt32, false, "Parent process id (real parent's tgid) in the initial pid namespace; 0 if unreadable.";
     "uid": DataType::UInt32, false, "Real user id of the caller.";
     "gid": DataType::UInt32, false, "Real group id of the caller.";
     "cgroup_id": DataType::UInt64, false, "Id of the caller's cgroup v2 (the inode number of its directory).";
+    "mnt_ns": DataType::UInt32, false, "Inode number of the caller's mount namespace (as in /proc/PID/ns/mnt); 0 if unreadable.";
+    "pid_ns": DataType::UInt32, false, "Inode number of the caller's pid namespace (as in /proc/PID/ns/pid); 0 if unreadable.";
+    "exe": DataType::Utf8, true, "Executable path (/proc/PID/exe), read by the recorder once per process; NULL if the process was gone first.";
+    "container_id": DataType::Utf8, true, "Container id taken from the cgroup path (docker, containerd, CRI-O, podman); NULL outside containers or if unknown.";
     "fanotify_fd": DataType::Int32, false, "Argument 1: the fanotify group's file descriptor.";
     "flags": DataType::UInt32, false, "Argument 2: FAN_MARK_* flags, including the mark-type field.";
     "mask": DataType::UInt64, false, "Argument 3: FAN_* event bits.";
@@ -51,6 +58,25 @@ columns! {
     "pathname_raw": DataType::Binary, true, "Argument 5 byte-exact, only when it is not valid UTF-8; NULL for every other row.";
     "pathname_status": DataType::Utf8, false, "ok, null (NULL pointer), fault (unreadable pointer) or truncated (longer than 4095 bytes; the prefix is kept).";
     "ret": DataType::Int64, false, "Return value: 0 or -errno.";
+    "mark_action": DataType::Utf8, false, "add, remove or flush (from flags); several or none when the flags are invalid, joined by '|'.";
+    "mark_type": DataType::Utf8, false, "inode, mount, filesystem or mntns: the mark-type field of flags.";
+    "flag_names": names_list(), false, "Decoded FAN_MARK_* flags; unknown bits as hex.";
+    "mask_names": names_list(), false, "Decoded FAN_* mask bits; unknown bits as hex.";
+}
+
+fn names_list() -> DataType {
+    DataType::List(std::sync::Arc::new(Field::new(
+        "item",
+        DataType::Utf8,
+        false,
+    )))
+}
+
+/// What the recorder learned about the calling process from /proc, once per process.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ProcessInfo {
+    pub exe: Option<String>,
+    pub container_id: Option<String>,
 }
 
 /// The Arrow schema of the `events` table, with the schema version in its metadata.
@@ -73,9 +99,14 @@ pub struct EventBuilder {
     pid: UInt32Builder,
     tid: UInt32Builder,
     comm: StringBuilder,
+    ppid: UInt32Builder,
     uid: UInt32Builder,
     gid: UInt32Builder,
     cgroup_id: UInt64Builder,
+    mnt_ns: UInt32Builder,
+    pid_ns: UInt32Builder,
+    exe: StringBuilder,
+    container_id: StringBuilder,
     fanotify_fd: Int32Builder,
     flags: UInt32Builder,
     mask: UInt64Builder,
@@ -84,7 +115,41 @@ pub struct EventBuilder {
     pathname_raw: BinaryBuilder,
     pathname_status: StringBuilder,
     ret: Int64Builder,
+    mark_action: StringBuilder,
+    mark_type: StringBuilder,
+    flag_names: ListBuilder<StringBuilder>,
+    mask_names: ListBuilder<StringBuilder>,
     schema: SchemaRef,
+}
+
+fn list_builder(rows: usize) -> ListBuilder<StringBuilder> {
+    ListBuilder::with_capacity(StringBuilder::with_capacity(rows, rows * 16), rows)
+        .with_field(Arc::new(Field::new("item", DataType::Utf8, false)))
+}
+
+fn append_names(list: &mut ListBuilder<StringBuilder>, table: &[Name], value: u64) {
+    for_each_bit_name(table, value, |b| match b {
+        BitName::Known(n) => list.values().append_value(n),
+        BitName::Unknown(bits) => list.values().append_value(format!("{bits:#x}")),
+    });
+    list.append(true);
+}
+
+/// add / remove / flush from the action bits; invalid combinations stay visible. A table, not
+/// string building: this runs for every recorded call.
+fn mark_action(flags: u64) -> &'static str {
+    const NAMES: [&str; 8] = [
+        "none",
+        "add",
+        "remove",
+        "add|remove",
+        "flush",
+        "add|flush",
+        "remove|flush",
+        "add|remove|flush",
+    ];
+    let index = (flags & 0x1) | (flags & 0x2) | ((flags & 0x80) >> 5);
+    NAMES[index as usize]
 }
 
 impl EventBuilder {
@@ -96,9 +161,14 @@ impl EventBuilder {
             pid: UInt32Builder::with_capacity(rows),
             tid: UInt32Builder::with_capacity(rows),
             comm: StringBuilder::with_capacity(rows, rows * 16),
+            ppid: UInt32Builder::with_capacity(rows),
             uid: UInt32Builder::with_capacity(rows),
             gid: UInt32Builder::with_capacity(rows),
             cgroup_id: UInt64Builder::with_capacity(rows),
+            mnt_ns: UInt32Builder::with_capacity(rows),
+            pid_ns: UInt32Builder::with_capacity(rows),
+            exe: StringBuilder::with_capacity(rows, rows * 16),
+            container_id: StringBuilder::with_capacity(rows, 0),
             fanotify_fd: Int32Builder::with_capacity(rows),
             flags: UInt32Builder::with_capacity(rows),
             mask: UInt64Builder::with_capacity(rows),
@@ -107,6 +177,10 @@ impl EventBuilder {
             pathname_raw: BinaryBuilder::with_capacity(rows, 0),
             pathname_status: StringBuilder::with_capacity(rows, rows * 2),
             ret: Int64Builder::with_capacity(rows),
+            mark_action: StringBuilder::with_capacity(rows, rows * 3),
+            mark_type: StringBuilder::with_capacity(rows, rows * 5),
+            flag_names: list_builder(rows),
+            mask_names: list_builder(rows),
             schema: events_schema(),
         }
     }
@@ -120,7 +194,13 @@ impl EventBuilder {
     }
 
     /// Appends one call. `boot_to_wall_ns` is added to the probe's CLOCK_BOOTTIME stamps.
-    pub fn append(&mut self, ev: &MarkEvent, path: &[u8], boot_to_wall_ns: i64) {
+    pub fn append(
+        &mut self,
+        ev: &MarkEvent,
+        path: &[u8],
+        boot_to_wall_ns: i64,
+        process: &ProcessInfo,
+    ) {
         self.time
             .append_value((ev.enter_ns as i64).saturating_add(boot_to_wall_ns));
         self.duration_ns
@@ -134,9 +214,15 @@ impl EventBuilder {
             .unwrap_or(ev.comm.len());
         self.comm
             .append_value(String::from_utf8_lossy(&ev.comm[..comm_len]));
+        self.ppid.append_value(ev.ppid);
         self.uid.append_value(ev.uid);
         self.gid.append_value(ev.gid);
         self.cgroup_id.append_value(ev.cgroup_id);
+        self.mnt_ns.append_value(ev.mnt_ns);
+        self.pid_ns.append_value(ev.pid_ns);
+        self.exe.append_option(process.exe.as_deref());
+        self.container_id
+            .append_option(process.container_id.as_deref());
         self.fanotify_fd.append_value(ev.fanotify_fd);
         self.flags.append_value(ev.flags);
         self.mask.append_value(ev.mask);
@@ -161,6 +247,11 @@ impl EventBuilder {
         self.pathname_status
             .append_value(status.map(PathStatus::name).unwrap_or("unknown"));
         self.ret.append_value(ev.ret);
+        let flags = u64::from(ev.flags);
+        self.mark_action.append_value(mark_action(flags));
+        self.mark_type.append_value(decode::mark_type(flags));
+        append_names(&mut self.flag_names, MARK_FLAGS, flags & !MARK_TYPE_BITS);
+        append_names(&mut self.mask_names, MASK_BITS, ev.mask);
     }
 
     /// The rows appended so far, as one batch; the builder is left empty.
@@ -171,9 +262,14 @@ impl EventBuilder {
             Arc::new(self.pid.finish()),
             Arc::new(self.tid.finish()),
             Arc::new(self.comm.finish()),
+            Arc::new(self.ppid.finish()),
             Arc::new(self.uid.finish()),
             Arc::new(self.gid.finish()),
             Arc::new(self.cgroup_id.finish()),
+            Arc::new(self.mnt_ns.finish()),
+            Arc::new(self.pid_ns.finish()),
+            Arc::new(self.exe.finish()),
+            Arc::new(self.container_id.finish()),
             Arc::new(self.fanotify_fd.finish()),
             Arc::new(self.flags.finish()),
             Arc::new(self.mask.finish()),
@@ -182,6 +278,10 @@ impl EventBuilder {
             Arc::new(self.pathname_raw.finish()),
             Arc::new(self.pathname_status.finish()),
             Arc::new(self.ret.finish()),
+            Arc::new(self.mark_action.finish()),
+            Arc::new(self.mark_type.finish()),
+            Arc::new(self.flag_names.finish()),
+            Arc::new(self.mask_names.finish()),
         ];
         RecordBatch::try_new(self.schema.clone(), columns)
     }
@@ -231,6 +331,10 @@ mod tests {
             tid: 11,
             uid: 0,
             gid: 0,
+            ppid: 1,
+            mnt_ns: 4026531841,
+            pid_ns: 4026531836,
+            _pad2: 0,
             fanotify_fd: 3,
             flags: 1,
             dirfd: -100,
@@ -249,11 +353,20 @@ mod tests {
     }
 
     #[test]
+    fn mark_actions() {
+        assert_eq!(mark_action(0x1 | 0x10), "add");
+        assert_eq!(mark_action(0x2), "remove");
+        assert_eq!(mark_action(0x80), "flush");
+        assert_eq!(mark_action(0x83), "add|remove|flush");
+        assert_eq!(mark_action(0x100), "none");
+    }
+
+    #[test]
     fn schema_matches_column_table() {
         let schema = events_schema();
         assert_eq!(schema.fields().len(), COLUMNS.len());
         let mut b = EventBuilder::with_capacity(1, 0);
-        b.append(&event(0, PathStatus::Null), b"", 0);
+        b.append(&event(0, PathStatus::Null), b"", 0, &ProcessInfo::default());
         assert_eq!(b.finish().unwrap().num_columns(), COLUMNS.len());
     }
 
@@ -267,7 +380,7 @@ mod tests {
         ] {
             let raw = item(&event(path.len() as u16, status), path);
             let (ev, p) = parse_item(&raw).unwrap();
-            b.append(&ev, p, 5);
+            b.append(&ev, p, 5, &ProcessInfo::default());
         }
         let batch = b.finish().unwrap();
         let text = batch.column_by_name("pathname").unwrap().as_string::<i32>();

@@ -23,6 +23,9 @@ pub mod names {
     pub const PID_FILTER_MAP: &str = "PID_FILTER";
     /// Global: non-zero when only pids marked include in `PID_FILTER` are recorded.
     pub const PID_INCLUDE_ONLY_GLOBAL: &str = "PID_INCLUDE_ONLY";
+    /// Global `[u32; KernelOffset::COUNT]`: field offsets in kernel structures, resolved from
+    /// the running kernel's BTF by the recorder at load time.
+    pub const KERNEL_OFFSETS_GLOBAL: &str = "KERNEL_OFFSETS";
     pub const TRACEPOINT_CATEGORY: &str = "syscalls";
     pub const ENTER_TRACEPOINT: &str = "sys_enter_fanotify_mark";
     pub const EXIT_TRACEPOINT: &str = "sys_exit_fanotify_mark";
@@ -71,6 +74,59 @@ impl PathStatus {
     }
 }
 
+/// Kernel structure fields the probe reads through `bpf_probe_read_kernel`, as indexes into
+/// the `KERNEL_OFFSETS` global. Each is `(struct, field path)` as BTF names it; an offset of
+/// `u32::MAX` means the running kernel does not have the field and the column stays 0.
+#[repr(u32)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum KernelOffset {
+    TaskRealParent = 0,
+    TaskTgid = 1,
+    TaskNsproxy = 2,
+    TaskThreadPid = 3,
+    NsproxyMntNs = 4,
+    MntNsInum = 5,
+    PidLevel = 6,
+    PidNumbers = 7,
+    UpidNs = 8,
+    UpidSize = 9,
+    PidNsInum = 10,
+}
+
+impl KernelOffset {
+    pub const COUNT: usize = 11;
+    pub const ALL: [KernelOffset; Self::COUNT] = [
+        Self::TaskRealParent,
+        Self::TaskTgid,
+        Self::TaskNsproxy,
+        Self::TaskThreadPid,
+        Self::NsproxyMntNs,
+        Self::MntNsInum,
+        Self::PidLevel,
+        Self::PidNumbers,
+        Self::UpidNs,
+        Self::UpidSize,
+        Self::PidNsInum,
+    ];
+
+    /// `(struct, field path)`; for `UpidSize` the size of the struct itself.
+    pub const fn btf_path(self) -> (&'static str, &'static str) {
+        match self {
+            Self::TaskRealParent => ("task_struct", "real_parent"),
+            Self::TaskTgid => ("task_struct", "tgid"),
+            Self::TaskNsproxy => ("task_struct", "nsproxy"),
+            Self::TaskThreadPid => ("task_struct", "thread_pid"),
+            Self::NsproxyMntNs => ("nsproxy", "mnt_ns"),
+            Self::MntNsInum => ("mnt_namespace", "ns.inum"),
+            Self::PidLevel => ("pid", "level"),
+            Self::PidNumbers => ("pid", "numbers"),
+            Self::UpidNs => ("upid", "ns"),
+            Self::UpidSize => ("upid", ""),
+            Self::PidNsInum => ("pid_namespace", "ns.inum"),
+        }
+    }
+}
+
 /// Why the probe could not deliver a call; the index into the per-CPU `LOST` array.
 #[repr(u32)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -111,6 +167,13 @@ pub struct MarkEvent {
     pub tid: u32,
     pub uid: u32,
     pub gid: u32,
+    /// Parent's tgid (real_parent), from the initial pid namespace; 0 if unreadable.
+    pub ppid: u32,
+    /// Inode number of the caller's mount namespace; 0 if unreadable.
+    pub mnt_ns: u32,
+    /// Inode number of the caller's pid namespace; 0 if unreadable.
+    pub pid_ns: u32,
+    pub _pad2: u32,
     pub fanotify_fd: i32,
     pub flags: u32,
     pub dirfd: i32,
@@ -143,5 +206,5 @@ mod pod {
 }
 
 // The probe writes these with fixed offsets; a layout change must be a deliberate schema change.
-const _: () = assert!(MARK_EVENT_SIZE == 88);
+const _: () = assert!(MARK_EVENT_SIZE == 104);
 const _: () = assert!(MARK_EVENT_SIZE.is_multiple_of(8));

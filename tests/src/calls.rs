@@ -12,8 +12,12 @@ pub struct Call {
     pub flags: u32,
     pub mask: u64,
     pub dirfd: i32,
-    /// Pathname bytes as hex; `None` for a NULL pointer.
+    /// Pathname bytes as hex; `None` for a NULL or unreadable pointer.
     pub path_hex: Option<String>,
+    /// What the probe must report: ok, null, fault or truncated.
+    pub path_status: String,
+    pub ppid: u32,
+    pub uid: u32,
     /// 0 or -errno.
     pub ret: i64,
     /// CLOCK_REALTIME just before and after the call, ns.
@@ -37,6 +41,9 @@ pub fn realtime_ns() -> i64 {
     ts.tv_sec * 1_000_000_000 + ts.tv_nsec
 }
 
+/// Longest path the probe keeps whole (its buffer holds PATH_MAX bytes with the NUL).
+pub const PROBE_PATH_MAX: usize = 4095;
+
 /// `fanotify_mark(2)` through the raw syscall, so NULL and non-UTF-8 paths reach the kernel
 /// exactly as given. Returns 0 or -errno.
 pub fn fanotify_mark(fd: i32, flags: u32, mask: u64, dirfd: i32, path: Option<&[u8]>) -> i64 {
@@ -45,11 +52,13 @@ pub fn fanotify_mark(fd: i32, flags: u32, mask: u64, dirfd: i32, path: Option<&[
         v.push(0);
         v
     });
-    let ptr = cpath
-        .as_ref()
-        .map(|v| v.as_ptr() as *const libc::c_char)
-        .unwrap_or(std::ptr::null());
-    // SAFETY: ptr is NULL or a NUL-terminated buffer that outlives the call.
+    let ptr = cpath.as_ref().map(|v| v.as_ptr() as usize).unwrap_or(0);
+    fanotify_mark_ptr(fd, flags, mask, dirfd, ptr)
+}
+
+/// `fanotify_mark(2)` with a raw pathname pointer, which may be invalid on purpose.
+pub fn fanotify_mark_ptr(fd: i32, flags: u32, mask: u64, dirfd: i32, ptr: usize) -> i64 {
+    // SAFETY: the kernel validates the pointer; an invalid one yields EFAULT, nothing else.
     let r = unsafe { libc::syscall(libc::SYS_fanotify_mark, fd, flags, mask, dirfd, ptr) };
     if r < 0 {
         -i64::from(std::io::Error::last_os_error().raw_os_error().unwrap_or(0))
@@ -85,6 +94,51 @@ pub fn call(label: &str, fd: i32, flags: u32, mask: u64, dirfd: i32, path: Optio
     let before_ns = realtime_ns();
     let ret = fanotify_mark(fd, flags, mask, dirfd, path);
     let after_ns = realtime_ns();
+    let path_status = match path {
+        None => "null",
+        Some(p) if p.len() > PROBE_PATH_MAX => "truncated",
+        Some(_) => "ok",
+    };
+    record(
+        label,
+        fd,
+        flags,
+        mask,
+        dirfd,
+        path.map(hex),
+        path_status,
+        ret,
+        before_ns,
+        after_ns,
+    )
+}
+
+/// A call whose pathname pointer cannot be read: the probe must say `fault`.
+pub fn call_unreadable_path(label: &str, fd: i32, flags: u32, mask: u64, dirfd: i32) -> Call {
+    let before_ns = realtime_ns();
+    // Page 0 is never mapped.
+    let ret = fanotify_mark_ptr(fd, flags, mask, dirfd, 0x10);
+    let after_ns = realtime_ns();
+    record(
+        label, fd, flags, mask, dirfd, None, "fault", ret, before_ns, after_ns,
+    )
+}
+
+#[allow(clippy::too_many_arguments)]
+fn record(
+    label: &str,
+    fd: i32,
+    flags: u32,
+    mask: u64,
+    dirfd: i32,
+    path_hex: Option<String>,
+    path_status: &str,
+    ret: i64,
+    before_ns: i64,
+    after_ns: i64,
+) -> Call {
+    // SAFETY: getppid/getuid have no preconditions.
+    let (ppid, uid) = unsafe { (libc::getppid() as u32, libc::getuid()) };
     Call {
         label: label.to_string(),
         pid: std::process::id(),
@@ -94,7 +148,10 @@ pub fn call(label: &str, fd: i32, flags: u32, mask: u64, dirfd: i32, path: Optio
         flags,
         mask,
         dirfd,
-        path_hex: path.map(hex),
+        path_hex,
+        path_status: path_status.to_string(),
+        ppid,
+        uid,
         ret,
         before_ns,
         after_ns,

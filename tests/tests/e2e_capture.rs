@@ -3,7 +3,7 @@
 use std::os::unix::process::CommandExt as _;
 use std::process::Command;
 
-use fantrace_tests::calls::Call;
+use fantrace_tests::calls::{Call, PROBE_PATH_MAX};
 use fantrace_tests::harness::{Recorder, bin, query_json, require_probe, run_workload};
 use serde_json::Value;
 
@@ -24,24 +24,44 @@ fn every_call_is_captured_once_with_exact_values() {
     let tmp = tempfile::tempdir().unwrap();
     let capture = tmp.path().join("capture");
     let rec = Recorder::start(&capture, &[]);
-    let calls: Vec<Call> = run_workload(&[]);
+    // Lingering lets the recorder read /proc/PID/exe before the workload exits.
+    let calls: Vec<Call> = run_workload(&["--linger-ms", "500"]);
     let summary = rec.stop();
     assert!(summary.contains("0 lost"), "recorder summary: {summary}");
-    assert!(calls.len() >= 10, "the workload made {} calls", calls.len());
-    let pid = calls[0].pid;
+    assert!(calls.len() >= 14, "the workload made {} calls", calls.len());
     let rows = query_json(
         &capture,
         &format!(
-            "SELECT arrow_cast(time, 'Int64') AS t, pid, tid, comm, fanotify_fd, flags, mask, \
-             dirfd, pathname, encode(pathname_raw, 'hex') AS raw_hex, pathname_status, ret, \
-             duration_ns FROM events WHERE pid = {pid} ORDER BY time"
+            "SELECT arrow_cast(time, 'Int64') AS t, pid, tid, ppid, uid, comm, fanotify_fd, flags, \
+             mask, dirfd, pathname, encode(pathname_raw, 'hex') AS raw_hex, pathname_status, ret, \
+             duration_ns, mnt_ns, pid_ns, exe, mark_action, mark_type, \
+             array_to_string(flag_names, '|') AS flag_names, \
+             array_to_string(mask_names, '|') AS mask_names \
+             FROM events WHERE pid IN ({}) ORDER BY time",
+            pid_list(&calls)
         ),
     );
+    let own_ns = |kind: &str| -> u64 {
+        let link = std::fs::read_link(format!("/proc/self/ns/{kind}")).unwrap();
+        let text = link.to_string_lossy();
+        text.trim_start_matches(&format!("{kind}:["))
+            .trim_end_matches(']')
+            .parse()
+            .unwrap()
+    };
     assert_eq!(rows.len(), calls.len(), "one row per call; rows: {rows:#?}");
     for (call, row) in calls.iter().zip(&rows) {
         let what = &call.label;
         assert_eq!(u64_of(&row["pid"]), u64::from(call.pid), "{what}: pid");
         assert_eq!(u64_of(&row["tid"]), u64::from(call.tid), "{what}: tid");
+        assert_eq!(u64_of(&row["ppid"]), u64::from(call.ppid), "{what}: ppid");
+        assert_eq!(u64_of(&row["uid"]), u64::from(call.uid), "{what}: uid");
+        assert_eq!(u64_of(&row["mnt_ns"]), own_ns("mnt"), "{what}: mnt_ns");
+        assert_eq!(u64_of(&row["pid_ns"]), own_ns("pid"), "{what}: pid_ns");
+        let exe = row["exe"]
+            .as_str()
+            .unwrap_or_else(|| panic!("{what}: exe missing: {row:?}"));
+        assert!(exe.ends_with("/fantrace-workload"), "{what}: exe {exe}");
         assert_eq!(
             row["comm"].as_str(),
             Some(call.comm.as_str()),
@@ -64,27 +84,33 @@ fn every_call_is_captured_once_with_exact_values() {
             "{what}: dirfd"
         );
         assert_eq!(i64_of(&row["ret"]), call.ret, "{what}: ret");
+        assert_eq!(
+            row["pathname_status"],
+            call.path_status.as_str(),
+            "{what}: status"
+        );
         match &call.path_hex {
             None => {
                 assert!(
                     row.get("pathname").is_none_or(Value::is_null),
-                    "{what}: NULL path"
+                    "{what}: no path"
                 );
-                assert_eq!(row["pathname_status"], "null", "{what}");
             }
             Some(hex) => {
-                assert_eq!(row["pathname_status"], "ok", "{what}");
-                let bytes: Vec<u8> = (0..hex.len())
+                let mut bytes: Vec<u8> = (0..hex.len())
                     .step_by(2)
                     .map(|i| u8::from_str_radix(&hex[i..i + 2], 16).unwrap())
                     .collect();
+                // A truncated path keeps exactly the prefix the probe's buffer holds.
+                bytes.truncate(PROBE_PATH_MAX);
+                let hex = &hex[..bytes.len() * 2];
                 match std::str::from_utf8(&bytes) {
                     Ok(text) => {
                         assert_eq!(row["pathname"].as_str(), Some(text), "{what}: pathname");
                         assert!(row.get("raw_hex").is_none_or(Value::is_null), "{what}");
                     }
                     Err(_) => {
-                        assert_eq!(row["raw_hex"].as_str(), Some(hex.as_str()), "{what}: raw");
+                        assert_eq!(row["raw_hex"].as_str(), Some(hex), "{what}: raw");
                         let lossy = String::from_utf8_lossy(&bytes);
                         assert_eq!(row["pathname"].as_str(), Some(lossy.as_ref()), "{what}");
                     }
@@ -121,6 +147,33 @@ fn every_call_is_captured_once_with_exact_values() {
         .unwrap();
     assert_ne!(thread.tid, thread.pid);
     assert_eq!(thread.comm, "fantrace-wl-thr");
+    let child = calls
+        .iter()
+        .find(|c| c.label.starts_with("as uid 65534"))
+        .unwrap();
+    assert_eq!(
+        (child.uid, child.ppid),
+        (65534, calls[0].pid),
+        "child of the workload"
+    );
+    assert_eq!(
+        calls[0].ppid,
+        std::process::id(),
+        "the workload is this test's child"
+    );
+    let fault = calls.iter().find(|c| c.label == "unreadable path").unwrap();
+    assert_eq!(fault.ret, -i64::from(libc::EFAULT));
+}
+
+/// The pids of the workload's processes, as a SQL list.
+fn pid_list(calls: &[Call]) -> String {
+    let mut pids: Vec<u32> = calls.iter().map(|c| c.pid).collect();
+    pids.sort();
+    pids.dedup();
+    pids.iter()
+        .map(u32::to_string)
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 #[test]
@@ -145,16 +198,16 @@ fn capture_opens_in_an_independent_parquet_reader() {
     let rec = Recorder::start(&capture, &[]);
     let calls = run_workload(&[]);
     rec.stop();
-    let pid = calls[0].pid;
     let ours = query_json(
         &capture,
         &format!(
-            "SELECT tid, flags, mask, ret, pathname FROM events WHERE pid = {pid} ORDER BY time"
+            "SELECT tid, flags, mask, ret, pathname FROM events WHERE pid IN ({}) ORDER BY time",
+            pid_list(&calls)
         ),
     );
     let script = r#"
 import sys, json, glob
-import pyarrow.parquet as pq, pyarrow.compute as pc
+import pyarrow as pa, pyarrow.parquet as pq, pyarrow.compute as pc
 files = sorted(f for f in glob.glob(sys.argv[1] + "/*.parquet"))
 codecs = set()
 rows = []
@@ -163,7 +216,8 @@ for f in files:
     for g in range(md.num_row_groups):
         for c in range(md.num_columns):
             codecs.add(md.row_group(g).column(c).compression)
-    t = pq.read_table(f).filter(pc.equal(pc.field("pid"), int(sys.argv[2]))).sort_by("time")
+    pids = [int(p) for p in sys.argv[2].split(",")]
+    t = pq.read_table(f).filter(pc.is_in(pc.field("pid"), pa.array(pids, pa.uint32()))).sort_by("time")
     for r in t.select(["tid", "flags", "mask", "ret", "pathname"]).to_pylist():
         rows.append(r)
 print(json.dumps({"codecs": sorted(codecs), "rows": rows}))
@@ -172,7 +226,7 @@ print(json.dumps({"codecs": sorted(codecs), "rows": rows}))
         .arg("-c")
         .arg(script)
         .arg(&capture)
-        .arg(pid.to_string())
+        .arg(pid_list(&calls).replace(' ', ""))
         .output()
         .unwrap();
     assert!(
@@ -251,8 +305,8 @@ fn sigterm_stops_cleanly() {
     let rows = query_json(
         &capture,
         &format!(
-            "SELECT count(*) AS n FROM events WHERE pid = {}",
-            calls[0].pid
+            "SELECT count(*) AS n FROM events WHERE pid IN ({})",
+            pid_list(&calls)
         ),
     );
     assert_eq!(rows[0]["n"], calls.len());
@@ -278,7 +332,8 @@ fn print_mode_prints_each_call_as_recorded() {
         .lines()
         .filter(|l| l.contains(&format!("[{pid}/")))
         .collect();
-    assert_eq!(ours.len(), calls.len(), "one line per call:\n{printed}");
+    let from_parent = calls.iter().filter(|c| c.pid == pid).count();
+    assert_eq!(ours.len(), from_parent, "one line per call:\n{printed}");
     assert!(
         ours.iter().any(|l| l.contains(&format!(
             "fantrace-wl[{pid}/{pid}] uid=0 fanotify_mark(-1, FAN_MARK_ADD, FAN_OPEN, AT_FDCWD, \""

@@ -9,7 +9,7 @@ use std::path::PathBuf;
 
 use anyhow::{Context as _, bail};
 use clap::Parser;
-use fantrace_tests::calls::{AT_FDCWD, Call, call, fanotify_init};
+use fantrace_tests::calls::{AT_FDCWD, Call, call, call_unreadable_path, fanotify_init};
 
 const FAN_CLOEXEC: u32 = 0x1;
 const FAN_NONBLOCK: u32 = 0x2;
@@ -56,6 +56,9 @@ struct Args {
     /// ...pausing this many milliseconds between rounds.
     #[arg(long, default_value_t = 0)]
     round_pause_ms: u64,
+    /// Stay alive this long after the calls, so the recorder can read /proc/PID (exe).
+    #[arg(long, default_value_t = 0)]
+    linger_ms: u64,
     /// Print `{"pid":N}` and wait for a line on stdin before calling, so a recorder can be
     /// pointed at this process first.
     #[arg(long)]
@@ -121,6 +124,60 @@ fn run_storms(args: &Args, total: u64) -> anyhow::Result<()> {
     )
     .context("writing to stdout")?;
     Ok(())
+}
+
+/// A child process that drops to uid/gid 65534 (nobody) and makes one call: a known parent and
+/// a known uid after setuid. It hands its record back through a pipe.
+fn as_other_user(fd: i32, dir: &[u8], linger_ms: u64) -> anyhow::Result<Call> {
+    let mut fds = [0i32; 2];
+    // SAFETY: fds is a valid 2-element array.
+    if unsafe { libc::pipe(fds.as_mut_ptr()) } != 0 {
+        bail!("pipe: {}", std::io::Error::last_os_error());
+    }
+    // SAFETY: the process is single-threaded here (the helper thread was joined), so the
+    // child may run ordinary Rust code before exiting with _exit.
+    let child = unsafe { libc::fork() };
+    if child < 0 {
+        bail!("fork: {}", std::io::Error::last_os_error());
+    }
+    if child == 0 {
+        // SAFETY: plain syscalls in the child; _exit never returns.
+        unsafe {
+            libc::close(fds[0]);
+            let ok = libc::setgid(65534) == 0 && libc::setuid(65534) == 0;
+            let c = call(
+                "as uid 65534 in a child",
+                fd,
+                FAN_MARK_ADD,
+                FAN_OPEN,
+                AT_FDCWD,
+                Some(dir),
+            );
+            let json = serde_json::to_vec(&c).unwrap_or_default();
+            libc::write(fds[1], json.as_ptr().cast(), json.len());
+            libc::close(fds[1]);
+            std::thread::sleep(std::time::Duration::from_millis(linger_ms));
+            libc::_exit(if ok { 0 } else { 1 });
+        }
+    }
+    // SAFETY: closing our copy of the write end; reading from the read end we own.
+    unsafe { libc::close(fds[1]) };
+    let mut json = Vec::new();
+    {
+        use std::io::Read as _;
+        use std::os::fd::FromRawFd as _;
+        // SAFETY: fds[0] is an open descriptor only this File owns from here on.
+        let mut f = unsafe { std::fs::File::from_raw_fd(fds[0]) };
+        f.read_to_end(&mut json)
+            .context("reading the child's call")?;
+    }
+    let mut status = 0;
+    // SAFETY: waiting for our own child.
+    unsafe { libc::waitpid(child, &mut status, 0) };
+    if !libc::WIFEXITED(status) || libc::WEXITSTATUS(status) != 0 {
+        bail!("the child could not switch to uid 65534");
+    }
+    serde_json::from_slice(&json).context("the child's call record")
 }
 
 fn set_comm(name: &str) -> anyhow::Result<()> {
@@ -271,6 +328,24 @@ fn main() -> anyhow::Result<()> {
         AT_FDCWD,
         None,
     ));
+    calls.push(call_unreadable_path(
+        "unreadable path",
+        fd,
+        FAN_MARK_ADD,
+        FAN_OPEN,
+        AT_FDCWD,
+    ));
+    let mut too_long = b"/".to_vec();
+    too_long.extend(std::iter::repeat_n(b'q', 4999));
+    calls.push(call(
+        "5000-byte path, truncated",
+        fd,
+        FAN_MARK_ADD,
+        FAN_OPEN,
+        AT_FDCWD,
+        Some(&too_long),
+    ));
+    calls.push(as_other_user(fd, &dir_bytes, args.linger_ms)?);
     calls.push(call(
         "flush mount marks, NULL path",
         fd,
@@ -280,6 +355,7 @@ fn main() -> anyhow::Result<()> {
         None,
     ));
 
+    std::thread::sleep(std::time::Duration::from_millis(args.linger_ms));
     let mut out = std::io::stdout().lock();
     for c in &calls {
         writeln!(out, "{}", serde_json::to_string(c)?).context("writing to stdout")?;
