@@ -7,7 +7,9 @@ use arrow::datatypes::{DataType, Int64Type, UInt32Type, UInt64Type};
 use datafusion::common::DataFusionError;
 use datafusion::logical_expr::{ColumnarValue, ScalarUDF, Volatility, create_udf};
 use datafusion::prelude::SessionContext;
-use fantrace_schema::decode::{errno_text, flag_names, mark_type, mask_names};
+use fantrace_schema::decode::{
+    errno_text, flag_names, init_class, init_flag_names, mark_type, mask_names,
+};
 use fantrace_schema::flags::MASK_BITS;
 
 /// Name, signature and one-line help of each function, for `\df`-style listings.
@@ -28,6 +30,16 @@ pub const HELP: &[(&str, &str, &str)] = &[
         "inode, mount, filesystem or mntns: the mark-type field of the flags",
     ),
     (
+        "fan_init_flag_names",
+        "fan_init_flag_names(flags UINT32) -> TEXT",
+        "fanotify_init flags: the FAN_CLASS_* class, then FAN_CLOEXEC, FAN_REPORT_*, ...",
+    ),
+    (
+        "fan_init_class",
+        "fan_init_class(flags UINT32) -> TEXT",
+        "notif, content or pre_content: content and pre_content groups get permission events",
+    ),
+    (
         "errno_name",
         "errno_name(ret INT64) -> TEXT",
         "EBADF, ENOENT, ... for a negative return value; NULL for success",
@@ -44,6 +56,12 @@ pub fn register(ctx: &SessionContext) {
         fan_flag_names(),
         fan_mask_names(),
         fan_mark_type(),
+        unary_text::<UInt32Type>("fan_init_flag_names", DataType::UInt32, |v| {
+            Some(init_flag_names(u64::from(v)))
+        }),
+        unary_text::<UInt32Type>("fan_init_class", DataType::UInt32, |v| {
+            Some(init_class(u64::from(v)).to_string())
+        }),
         errno_name(),
         has_mask(),
     ] {

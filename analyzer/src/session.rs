@@ -58,12 +58,38 @@ pub async fn open(segments: &[Segment], opts: &SessionOptions) -> anyhow::Result
         .read_parquet(paths, ParquetReadOptions::default())
         .await
         .context("opening the capture segments")?;
-    ctx.register_table("events", events.into_view())
-        .context("registering table events")?;
+    // The segments hold both syscalls; `events` and `inits` are the views people query.
+    ctx.register_table("calls", events.into_view())
+        .context("registering table calls")?;
+    for view in [EVENTS_VIEW.as_str(), INITS_VIEW] {
+        ctx.sql(view)
+            .await
+            .with_context(|| format!("defining a view: {view}"))?;
+    }
     ctx.register_table("stats", Arc::new(stats_table(segments)?))
         .context("registering table stats")?;
     Ok(ctx)
 }
+
+/// `events`: one row per fanotify_mark call, every stored column but `syscall`.
+static EVENTS_VIEW: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+    let columns: Vec<&str> = fantrace_schema::arrow::COLUMNS
+        .iter()
+        .map(|c| c.name)
+        .filter(|n| *n != "syscall")
+        .collect();
+    format!(
+        "CREATE VIEW events AS SELECT {} FROM calls WHERE syscall = 'fanotify_mark'",
+        columns.join(", ")
+    )
+});
+
+/// `inits`: one row per fanotify_init call, with its arguments named and decoded.
+const INITS_VIEW: &str = "CREATE VIEW inits AS SELECT time, duration_ns, pid, tid, comm, ppid, \
+    uid, gid, cgroup_id, mnt_ns, pid_ns, exe, container_id, flags, \
+    fan_init_flag_names(flags) AS flag_names, fan_init_class(flags) AS class, \
+    arrow_cast(mask, 'UInt32') AS event_f_flags, ret AS fd, errno_name(ret) AS error \
+    FROM calls WHERE syscall = 'fanotify_init'";
 
 /// One row per segment: where it came from, its time span and what it holds or lost.
 fn stats_table(segments: &[Segment]) -> anyhow::Result<MemTable> {

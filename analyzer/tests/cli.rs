@@ -5,7 +5,7 @@ use std::process::{Command, Output, Stdio};
 
 use fantrace_schema::arrow::{EventBuilder, ProcessInfo, events_schema};
 use fantrace_schema::metadata as keys;
-use fantrace_schema::record::{MarkEvent, PathStatus};
+use fantrace_schema::record::{CallRecord, PathStatus};
 use parquet::arrow::ArrowWriter;
 use parquet::file::metadata::KeyValue;
 
@@ -23,10 +23,10 @@ struct Row {
     status: PathStatus,
 }
 
-fn event(r: &Row) -> MarkEvent {
+fn event(r: &Row) -> CallRecord {
     let mut c = [0u8; 16];
     c[..r.comm.len()].copy_from_slice(r.comm.as_bytes());
-    MarkEvent {
+    CallRecord {
         enter_ns: r.i * 1_000_000,
         exit_ns: r.i * 1_000_000 + 500,
         mask: r.mask,
@@ -45,7 +45,7 @@ fn event(r: &Row) -> MarkEvent {
         dirfd: -100,
         path_len: r.path.len() as u16,
         path_status: r.status as u8,
-        _pad: 0,
+        syscall: 0,
         comm: c,
     }
 }

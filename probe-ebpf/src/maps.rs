@@ -3,7 +3,7 @@ use aya_ebpf::{
     macros::map,
     maps::{HashMap, PerCpuArray, RingBuf},
 };
-use fantrace_schema::record::{LossCause, PendingMark};
+use fantrace_schema::record::{LossCause, PendingCall};
 
 /// Completed calls, drained by the recorder.
 #[map(name = "EVENTS")]
@@ -12,7 +12,7 @@ pub static EVENTS: RingBuf = RingBuf::with_byte_size(16 * 1024 * 1024, 0);
 /// Calls between syscall entry and exit, by thread id. Not preallocated: each entry holds a
 /// full PATH_MAX buffer, and only threads inside `fanotify_mark` at the same moment need one.
 #[map(name = "PENDING")]
-pub static PENDING: HashMap<u32, PendingMark> =
+pub static PENDING: HashMap<u32, PendingCall> =
     HashMap::with_max_entries(65536, aya_ebpf::bindings::BPF_F_NO_PREALLOC);
 
 /// In-kernel pid filter (tgid -> PID_INCLUDE / PID_EXCLUDE), filled by the recorder before
@@ -22,7 +22,7 @@ pub static PID_FILTER: HashMap<u32, u8> = HashMap::with_max_entries(1024, 0);
 
 /// Per-CPU scratch where the entry record is built: it is too large for the 512-byte stack.
 #[map(name = "SCRATCH")]
-pub static SCRATCH: PerCpuArray<PendingMark> = PerCpuArray::with_max_entries(1, 0);
+pub static SCRATCH: PerCpuArray<PendingCall> = PerCpuArray::with_max_entries(1, 0);
 
 /// Calls the probe could not deliver, per CPU, indexed by `LossCause`.
 #[map(name = "LOST")]

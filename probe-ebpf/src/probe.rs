@@ -11,7 +11,8 @@ use aya_ebpf::{
     programs::TracePointContext,
 };
 use fantrace_schema::record::{
-    LossCause, MARK_EVENT_SIZE, PATH_BUF, PID_EXCLUDE, PID_INCLUDE, PathStatus,
+    CALL_RECORD_SIZE, LossCause, PATH_BUF, PID_EXCLUDE, PID_INCLUDE, PathStatus, PendingCall,
+    SYSCALL_INIT, SYSCALL_MARK,
 };
 
 use crate::maps::{EVENTS, PENDING, PID_FILTER, SCRATCH, count_lost};
@@ -53,14 +54,54 @@ pub fn fanotify_mark_exit(ctx: TracePointContext) -> u32 {
     0
 }
 
+// fanotify_init(2): the companion that creates the group a mark's fanotify_fd names; its flags
+// tell notification groups from the content / pre-content (permission) ones.
+const INIT_ARG_FLAGS: usize = 16;
+const INIT_ARG_EVENT_F_FLAGS: usize = 24;
+
+#[tracepoint(category = "syscalls", name = "sys_enter_fanotify_init")]
+pub fn fanotify_init_enter(ctx: TracePointContext) -> u32 {
+    let _ = try_init_enter(&ctx);
+    0
+}
+
+#[tracepoint(category = "syscalls", name = "sys_exit_fanotify_init")]
+pub fn fanotify_init_exit(ctx: TracePointContext) -> u32 {
+    let _ = try_exit(&ctx);
+    0
+}
+
 #[inline(always)]
-fn try_enter(ctx: &TracePointContext) -> Result<(), i32> {
+fn try_init_enter(ctx: &TracePointContext) -> Result<(), i32> {
+    let Some((tid, pending)) = begin()? else {
+        return Ok(());
+    };
+    let ev = &mut pending.event;
+    ev.syscall = SYSCALL_INIT;
+    ev.fanotify_fd = -1;
+    ev.dirfd = 0;
+    ev.path_len = 0;
+    ev.path_status = PathStatus::Null as u8;
+    unsafe {
+        ev.flags = ctx.read_at::<u64>(INIT_ARG_FLAGS)? as u32;
+        ev.mask = ctx.read_at::<u64>(INIT_ARG_EVENT_F_FLAGS)? & 0xffff_ffff;
+    }
+    if PENDING.insert(tid, &*pending, 0).is_err() {
+        count_lost(LossCause::PendingFull);
+    }
+    Ok(())
+}
+
+/// The part of syscall entry both syscalls share: filters, then time and caller context into
+/// the per-CPU scratch record. `None` when the caller is not recorded.
+#[inline(always)]
+fn begin() -> Result<Option<(u32, &'static mut PendingCall)>, i32> {
     let enter_ns = unsafe { bpf_ktime_get_boot_ns() };
     let pid_tgid = bpf_get_current_pid_tgid();
     let tgid = (pid_tgid >> 32) as u32;
     let tid = pid_tgid as u32;
     if tgid == unsafe { core::ptr::read_volatile(&RECORDER_TGID) } || filtered_out(tgid) {
-        return Ok(());
+        return Ok(None);
     }
     let pending = SCRATCH.get_ptr_mut(0).ok_or(-1)?;
     let pending = unsafe { &mut *pending };
@@ -80,6 +121,16 @@ fn try_enter(ctx: &TracePointContext) -> Result<(), i32> {
     ev.mnt_ns = task.mnt_ns;
     ev.pid_ns = task.pid_ns;
     ev._pad2 = 0;
+    Ok(Some((tid, pending)))
+}
+
+#[inline(always)]
+fn try_enter(ctx: &TracePointContext) -> Result<(), i32> {
+    let Some((tid, pending)) = begin()? else {
+        return Ok(());
+    };
+    let ev = &mut pending.event;
+    ev.syscall = SYSCALL_MARK;
     unsafe {
         ev.fanotify_fd = ctx.read_at::<u64>(ARG_FANOTIFY_FD)? as i32;
         ev.flags = ctx.read_at::<u64>(ARG_FLAGS)? as u32;
@@ -87,7 +138,6 @@ fn try_enter(ctx: &TracePointContext) -> Result<(), i32> {
         ev.dirfd = ctx.read_at::<u64>(ARG_DFD)? as i32;
     }
     let path_ptr = unsafe { ctx.read_at::<u64>(ARG_PATHNAME)? } as *const u8;
-    ev._pad = 0;
     let (len, status) = if path_ptr.is_null() {
         (0, PathStatus::Null)
     } else {
@@ -144,7 +194,7 @@ fn try_exit(ctx: &TracePointContext) -> Result<(), i32> {
     }
     // Mask the length so the verifier can prove the copy stays inside the map value.
     let path_len = (unsafe { (*pending).event.path_len } as usize) & (PATH_BUF - 1);
-    let size = MARK_EVENT_SIZE + path_len;
+    let size = CALL_RECORD_SIZE + path_len;
     let bytes = unsafe { core::slice::from_raw_parts(pending as *const u8, size) };
     let wake = if EVENTS.query(RB_AVAIL_DATA) >= unsafe { core::ptr::read_volatile(&WAKEUP_BYTES) }
     {

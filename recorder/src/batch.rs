@@ -1,7 +1,7 @@
 //! Batch: ring-buffer items become Arrow rows.
 use arrow::array::RecordBatch;
 use fantrace_schema::arrow::{EventBuilder, ItemError, parse_item};
-use fantrace_schema::record::MarkEvent;
+use fantrace_schema::record::CallRecord;
 
 use crate::enrich::Enricher;
 
@@ -24,7 +24,7 @@ impl Batcher {
     }
 
     /// Appends one ring-buffer item; returns it decoded for `--print`.
-    pub fn push<'a>(&mut self, item: &'a [u8]) -> Result<(MarkEvent, &'a [u8]), ItemError> {
+    pub fn push<'a>(&mut self, item: &'a [u8]) -> Result<(CallRecord, &'a [u8]), ItemError> {
         let (ev, path) = parse_item(item)?;
         let process = self.enricher.lookup(ev.pid);
         self.builder

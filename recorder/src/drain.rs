@@ -14,7 +14,7 @@ use crate::probe::{LossCounts, Probe};
 use crate::status::{Status, WriterProgress};
 use crate::writer::ToWriter;
 use fantrace_schema::decode::{CallView, strace_line};
-use fantrace_schema::record::{MarkEvent, PathStatus};
+use fantrace_schema::record::{CallRecord, PathStatus, SYSCALL_INIT};
 
 /// How often the ring is drained when the probe does not wake us.
 const POLL_INTERVAL: Duration = Duration::from_millis(100);
@@ -165,7 +165,7 @@ fn drain_ring(
     Ok(n)
 }
 
-fn print_call(ev: &MarkEvent, path: &[u8], boot_to_wall_ns: i64) {
+fn print_call(ev: &CallRecord, path: &[u8], boot_to_wall_ns: i64) {
     let comm_len = ev
         .comm
         .iter()
@@ -179,6 +179,11 @@ fn print_call(ev: &MarkEvent, path: &[u8], boot_to_wall_ns: i64) {
     println!(
         "{}",
         strace_line(&CallView {
+            syscall: if ev.syscall == SYSCALL_INIT {
+                "fanotify_init"
+            } else {
+                "fanotify_mark"
+            },
             time_ns: (ev.enter_ns as i64).saturating_add(boot_to_wall_ns),
             comm: &comm,
             pid: ev.pid,

@@ -94,9 +94,12 @@ impl Probe {
                 }
             }
         }
+        // fanotify_init first: a group created while the marks attach is then never missed.
         for (program, tracepoint) in [
-            (names::ENTER_PROGRAM, names::ENTER_TRACEPOINT),
+            (names::INIT_EXIT_PROGRAM, names::INIT_EXIT_TRACEPOINT),
+            (names::INIT_ENTER_PROGRAM, names::INIT_ENTER_TRACEPOINT),
             (names::EXIT_PROGRAM, names::EXIT_TRACEPOINT),
+            (names::ENTER_PROGRAM, names::ENTER_TRACEPOINT),
         ] {
             let tp: &mut TracePoint = ebpf
                 .program_mut(program)

@@ -260,7 +260,10 @@ fn write_row_group(open: &mut Open) -> anyhow::Result<()> {
     open.pending.clear();
     open.pending_rows = 0;
     open.pending_bytes = 0;
-    let order = sort_to_indices(batch.column(0), None, None)?;
+    let time = batch
+        .column_by_name("time")
+        .ok_or_else(|| anyhow::anyhow!("batch without a time column"))?;
+    let order = sort_to_indices(time, None, None)?;
     open.segment.write(&take_record_batch(&batch, &order)?)?;
     open.segment.flush_row_group()
 }

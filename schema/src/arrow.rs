@@ -13,7 +13,7 @@ use arrow::error::ArrowError;
 use crate::decode;
 use crate::flags::{BitName, MARK_FLAGS, MARK_TYPE_BITS, MASK_BITS, Name, for_each_bit_name};
 use crate::metadata;
-use crate::record::{MarkEvent, PathStatus};
+use crate::record::{CallRecord, PathStatus, SYSCALL_INIT};
 
 /// One column of the `events` table.
 pub struct Column {
@@ -37,6 +37,7 @@ macro_rules! columns {
 }
 
 columns! {
+    "syscall": DataType::Utf8, false, "fanotify_mark, or fanotify_init for the companion rows (then flags/mask hold its flags/event_f_flags and ret its fd); the analyzer's events and inits views split them.";
     "time": timestamp_utc(), false, "Wall-clock time of syscall entry (UTC), converted from CLOCK_BOOTTIME with the offset in the segment metadata.";
     "duration_ns": DataType::Int64, false, "Time spent inside the syscall, in nanoseconds.";
     "pid": DataType::UInt32, false, "Process id (thread-group id) in the initial pid namespace.";
@@ -115,6 +116,7 @@ pub struct EventBuilder {
     pathname_raw: BinaryBuilder,
     pathname_status: StringBuilder,
     ret: Int64Builder,
+    syscall: StringBuilder,
     mark_action: StringBuilder,
     mark_type: StringBuilder,
     flag_names: ListBuilder<StringBuilder>,
@@ -177,6 +179,7 @@ impl EventBuilder {
             pathname_raw: BinaryBuilder::with_capacity(rows, 0),
             pathname_status: StringBuilder::with_capacity(rows, rows * 2),
             ret: Int64Builder::with_capacity(rows),
+            syscall: StringBuilder::with_capacity(rows, rows * 13),
             mark_action: StringBuilder::with_capacity(rows, rows * 3),
             mark_type: StringBuilder::with_capacity(rows, rows * 5),
             flag_names: list_builder(rows),
@@ -196,7 +199,7 @@ impl EventBuilder {
     /// Appends one call. `boot_to_wall_ns` is added to the probe's CLOCK_BOOTTIME stamps.
     pub fn append(
         &mut self,
-        ev: &MarkEvent,
+        ev: &CallRecord,
         path: &[u8],
         boot_to_wall_ns: i64,
         process: &ProcessInfo,
@@ -248,15 +251,25 @@ impl EventBuilder {
             .append_value(status.map(PathStatus::name).unwrap_or("unknown"));
         self.ret.append_value(ev.ret);
         let flags = u64::from(ev.flags);
-        self.mark_action.append_value(mark_action(flags));
-        self.mark_type.append_value(decode::mark_type(flags));
-        append_names(&mut self.flag_names, MARK_FLAGS, flags & !MARK_TYPE_BITS);
-        append_names(&mut self.mask_names, MASK_BITS, ev.mask);
+        if ev.syscall == SYSCALL_INIT {
+            self.syscall.append_value("fanotify_init");
+            self.mark_action.append_value("");
+            self.mark_type.append_value("");
+            self.flag_names.append(true);
+            self.mask_names.append(true);
+        } else {
+            self.syscall.append_value("fanotify_mark");
+            self.mark_action.append_value(mark_action(flags));
+            self.mark_type.append_value(decode::mark_type(flags));
+            append_names(&mut self.flag_names, MARK_FLAGS, flags & !MARK_TYPE_BITS);
+            append_names(&mut self.mask_names, MASK_BITS, ev.mask);
+        }
     }
 
     /// The rows appended so far, as one batch; the builder is left empty.
     pub fn finish(&mut self) -> Result<RecordBatch, ArrowError> {
         let columns: Vec<ArrayRef> = vec![
+            Arc::new(self.syscall.finish()),
             Arc::new(self.time.finish()),
             Arc::new(self.duration_ns.finish()),
             Arc::new(self.pid.finish()),
@@ -288,14 +301,14 @@ impl EventBuilder {
 }
 
 /// Splits one ring-buffer item into its header and pathname bytes.
-pub fn parse_item(item: &[u8]) -> Result<(MarkEvent, &[u8]), ItemError> {
-    use crate::record::MARK_EVENT_SIZE;
-    if item.len() < MARK_EVENT_SIZE {
+pub fn parse_item(item: &[u8]) -> Result<(CallRecord, &[u8]), ItemError> {
+    use crate::record::CALL_RECORD_SIZE;
+    if item.len() < CALL_RECORD_SIZE {
         return Err(ItemError::Short(item.len()));
     }
-    // SAFETY: MarkEvent is repr(C) plain data of MARK_EVENT_SIZE bytes; the read is unaligned.
-    let ev: MarkEvent = unsafe { std::ptr::read_unaligned(item.as_ptr().cast()) };
-    let path = &item[MARK_EVENT_SIZE..];
+    // SAFETY: CallRecord is repr(C) plain data of CALL_RECORD_SIZE bytes; the read is unaligned.
+    let ev: CallRecord = unsafe { std::ptr::read_unaligned(item.as_ptr().cast()) };
+    let path = &item[CALL_RECORD_SIZE..];
     if path.len() < ev.path_len as usize {
         return Err(ItemError::PathPastEnd {
             path_len: ev.path_len,
@@ -317,11 +330,11 @@ pub enum ItemError {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::record::MARK_EVENT_SIZE;
+    use crate::record::CALL_RECORD_SIZE;
     use arrow::array::{Array, AsArray};
 
-    fn event(path_len: u16, status: PathStatus) -> MarkEvent {
-        MarkEvent {
+    fn event(path_len: u16, status: PathStatus) -> CallRecord {
+        CallRecord {
             enter_ns: 1_000,
             exit_ns: 1_500,
             mask: 0x20,
@@ -340,13 +353,13 @@ mod tests {
             dirfd: -100,
             path_len,
             path_status: status as u8,
-            _pad: 0,
+            syscall: 0,
             comm: *b"demo\0\0\0\0\0\0\0\0\0\0\0\0",
         }
     }
 
-    fn item(ev: &MarkEvent, path: &[u8]) -> Vec<u8> {
-        let mut out = vec![0u8; MARK_EVENT_SIZE];
+    fn item(ev: &CallRecord, path: &[u8]) -> Vec<u8> {
+        let mut out = vec![0u8; CALL_RECORD_SIZE];
         unsafe { std::ptr::write_unaligned(out.as_mut_ptr().cast(), *ev) };
         out.extend_from_slice(path);
         out
@@ -394,7 +407,8 @@ mod tests {
         assert_eq!(raw.value(1), b"/tmp/\xff");
         assert!(text.is_null(2) && raw.is_null(2));
         let time = batch
-            .column(0)
+            .column_by_name("time")
+            .unwrap()
             .as_primitive::<arrow::datatypes::TimestampNanosecondType>();
         assert_eq!(time.value(0), 1_005);
     }

@@ -1,6 +1,9 @@
 //! Human renderings of a call, shared by the recorder's `--print` and the analyzer's SQL
 //! functions and `replay`, so both sides always print a call the same way.
-use crate::flags::{BitName, MARK_FLAGS, MARK_TYPE_BITS, MASK_BITS, Name, for_each_bit_name};
+use crate::flags::{
+    BitName, EVENT_F_FLAGS, INIT_CLASS_BITS, INIT_CLASSES, INIT_FLAGS, MARK_FLAGS, MARK_TYPE_BITS,
+    MASK_BITS, Name, OPEN_ACCMODE, for_each_bit_name,
+};
 
 fn join_names(table: &[Name], value: u64) -> String {
     let mut out = String::new();
@@ -44,6 +47,47 @@ pub fn mark_type(flags: u64) -> &'static str {
     }
 }
 
+/// `FAN_CLASS_CONTENT|FAN_CLOEXEC`: the class (always named), then the other flags.
+pub fn init_flag_names(flags: u64) -> String {
+    let class = INIT_CLASSES
+        .iter()
+        .find(|c| c.value == flags & INIT_CLASS_BITS)
+        .map(|c| c.name.to_string())
+        .unwrap_or_else(|| format!("{:#x}", flags & INIT_CLASS_BITS));
+    let rest = join_names(INIT_FLAGS, flags & !INIT_CLASS_BITS);
+    if rest.is_empty() {
+        class
+    } else {
+        format!("{class}|{rest}")
+    }
+}
+
+/// `notif`, `content` or `pre_content`: whether the group may get permission events.
+pub fn init_class(flags: u64) -> &'static str {
+    match flags & INIT_CLASS_BITS {
+        0x0 => "notif",
+        0x4 => "content",
+        0x8 => "pre_content",
+        _ => "invalid",
+    }
+}
+
+/// `O_RDONLY|O_LARGEFILE` for `fanotify_init`'s `event_f_flags`.
+pub fn event_f_flag_names(flags: u64) -> String {
+    let mode = match flags & OPEN_ACCMODE {
+        0 => "O_RDONLY",
+        1 => "O_WRONLY",
+        2 => "O_RDWR",
+        _ => "O_ACCMODE",
+    };
+    let rest = join_names(EVENT_F_FLAGS, flags & !OPEN_ACCMODE);
+    if rest.is_empty() {
+        mode.to_string()
+    } else {
+        format!("{mode}|{rest}")
+    }
+}
+
 /// `EBADF` for -9; `errno N` for a number Linux does not name; `None` for success.
 pub fn errno_text(ret: i64) -> Option<String> {
     (ret < 0).then(|| {
@@ -55,6 +99,8 @@ pub fn errno_text(ret: i64) -> Option<String> {
 
 /// One call, everything `strace_line` prints.
 pub struct CallView<'a> {
+    /// `fanotify_mark` or `fanotify_init` (then `flags` and `mask` are its two arguments).
+    pub syscall: &'a str,
     /// Unix time of entry, ns.
     pub time_ns: i64,
     pub comm: &'a str,
@@ -96,6 +142,17 @@ pub fn strace_line(c: &CallView<'_>) -> String {
         Some(e) => format!("-1 {e}"),
         None => c.ret.to_string(),
     };
+    if c.syscall == "fanotify_init" {
+        return format!(
+            "{h:02}:{m:02}:{s:02}.{us:06} {}[{}/{}] uid={} fanotify_init({}, {}) = {result}",
+            c.comm,
+            c.pid,
+            c.tid,
+            c.uid,
+            init_flag_names(u64::from(c.flags)),
+            event_f_flag_names(c.mask),
+        );
+    }
     format!(
         "{h:02}:{m:02}:{s:02}.{us:06} {}[{}/{}] uid={} fanotify_mark({}, {}, {}, {dirfd}, {path}) = {result}",
         c.comm,
@@ -137,7 +194,29 @@ mod tests {
         assert_eq!(mask_names(0x10000 | 0x8), "FAN_CLOSE_WRITE|FAN_OPEN_PERM");
         assert_eq!(mask_names(0), "0");
         assert_eq!(mark_type(0x101), "filesystem");
+        let init = strace_line(&CallView {
+            syscall: "fanotify_init",
+            time_ns: 0,
+            comm: "evil",
+            pid: 7,
+            tid: 7,
+            uid: 0,
+            fanotify_fd: -1,
+            flags: 0x4 | 0x1,
+            mask: 0o100000,
+            dirfd: 0,
+            path: None,
+            path_status: "null",
+            ret: 3,
+        });
+        assert_eq!(
+            init,
+            "00:00:00.000000 evil[7/7] uid=0 fanotify_init(FAN_CLASS_CONTENT|FAN_CLOEXEC, \
+             O_RDONLY|O_LARGEFILE) = 3"
+        );
+        assert_eq!(init_class(0x8), "pre_content");
         let line = strace_line(&CallView {
+            syscall: "fanotify_mark",
             time_ns: 43_201_123_456_789,
             comm: "nginx",
             pid: 412,

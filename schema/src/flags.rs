@@ -67,6 +67,48 @@ pub const MASK_BITS: &[Name] = &[
     n("FAN_ONDIR", 0x4000_0000, "2.6.37"),
 ];
 
+/// The notification-class field of `fanotify_init(2)` flags.
+pub const INIT_CLASS_BITS: u64 = 0x0000_000c;
+
+/// Values of the class field (`flags & INIT_CLASS_BITS`): content and pre-content groups are
+/// the ones that may receive permission events.
+pub const INIT_CLASSES: &[Name] = &[
+    n("FAN_CLASS_NOTIF", 0x0000_0000, "2.6.37"),
+    n("FAN_CLASS_CONTENT", 0x0000_0004, "2.6.37"),
+    n("FAN_CLASS_PRE_CONTENT", 0x0000_0008, "2.6.37"),
+];
+
+/// `fanotify_init(2)` flag bits other than the class.
+pub const INIT_FLAGS: &[Name] = &[
+    n("FAN_CLOEXEC", 0x0000_0001, "2.6.37"),
+    n("FAN_NONBLOCK", 0x0000_0002, "2.6.37"),
+    n("FAN_UNLIMITED_QUEUE", 0x0000_0010, "2.6.37"),
+    n("FAN_UNLIMITED_MARKS", 0x0000_0020, "2.6.37"),
+    n("FAN_ENABLE_AUDIT", 0x0000_0040, "4.15"),
+    n("FAN_REPORT_PIDFD", 0x0000_0080, "5.15"),
+    n("FAN_REPORT_TID", 0x0000_0100, "4.20"),
+    n("FAN_REPORT_FID", 0x0000_0200, "5.1"),
+    n("FAN_REPORT_DIR_FID", 0x0000_0400, "5.9"),
+    n("FAN_REPORT_NAME", 0x0000_0800, "5.9"),
+    n("FAN_REPORT_TARGET_FID", 0x0000_1000, "5.17"),
+    n("FAN_REPORT_FD_ERROR", 0x0000_2000, "6.13"),
+    n("FAN_REPORT_MNT", 0x0000_4000, "6.15"),
+];
+
+/// Access mode field of `event_f_flags` (`O_RDONLY` is 0).
+pub const OPEN_ACCMODE: u64 = 0x3;
+
+/// `event_f_flags` bits (x86-64 `open(2)` flags) beyond the access mode.
+pub const EVENT_F_FLAGS: &[Name] = &[
+    n("O_APPEND", 0o2000, "2.6.37"),
+    n("O_NONBLOCK", 0o4000, "2.6.37"),
+    n("O_DSYNC", 0o10000, "2.6.37"),
+    n("O_LARGEFILE", 0o100000, "2.6.37"),
+    n("O_NOATIME", 0o1000000, "2.6.37"),
+    n("O_CLOEXEC", 0o2000000, "2.6.37"),
+    n("O_SYNC", 0o4000000, "2.6.37"),
+];
+
 /// Mask bits whose events wait for the listener's verdict: the ones malware uses to intercept
 /// file access.
 pub const PERMISSION_MASK: u64 = 0x0001_0000 | 0x0002_0000 | 0x0004_0000 | 0x0010_0000;

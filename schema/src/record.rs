@@ -1,8 +1,9 @@
 //! The `#[repr(C)]` records that cross the BPF ring buffer.
 //!
-//! A ring-buffer item is a [`MarkEvent`] immediately followed by `path_len` bytes of the
+//! A ring-buffer item is a [`CallRecord`] immediately followed by `path_len` bytes of the
 //! pathname (no terminating NUL). Only the bytes actually read are copied, so a short path costs
-//! a short record.
+//! a short record. One record type serves both syscalls: `fanotify_mark(2)` and its companion
+//! `fanotify_init(2)` (whose fd the marks name), told apart by [`CallRecord::syscall`].
 
 /// Size of the probe's pathname buffer: a full `PATH_MAX`, including the terminating NUL.
 pub const PATH_BUF: usize = 4096;
@@ -14,6 +15,8 @@ pub mod names {
     pub const LOST_MAP: &str = "LOST";
     pub const ENTER_PROGRAM: &str = "fanotify_mark_enter";
     pub const EXIT_PROGRAM: &str = "fanotify_mark_exit";
+    pub const INIT_ENTER_PROGRAM: &str = "fanotify_init_enter";
+    pub const INIT_EXIT_PROGRAM: &str = "fanotify_init_exit";
     /// Global holding the recorder's own tgid, whose calls are never recorded.
     pub const RECORDER_TGID_GLOBAL: &str = "RECORDER_TGID";
     /// Global holding the number of unread ring-buffer bytes past which the probe wakes the
@@ -29,6 +32,8 @@ pub mod names {
     pub const TRACEPOINT_CATEGORY: &str = "syscalls";
     pub const ENTER_TRACEPOINT: &str = "sys_enter_fanotify_mark";
     pub const EXIT_TRACEPOINT: &str = "sys_exit_fanotify_mark";
+    pub const INIT_ENTER_TRACEPOINT: &str = "sys_enter_fanotify_init";
+    pub const INIT_EXIT_TRACEPOINT: &str = "sys_exit_fanotify_init";
 }
 
 /// `PID_FILTER` value: record this process (others are dropped when include-only is set).
@@ -149,10 +154,16 @@ impl LossCause {
     }
 }
 
-/// One completed `fanotify_mark(2)` call, as the probe submits it.
+/// `CallRecord::syscall` of a `fanotify_mark(2)` call.
+pub const SYSCALL_MARK: u8 = 0;
+/// `CallRecord::syscall` of a `fanotify_init(2)` call: `flags` holds its `flags` argument,
+/// `mask` its `event_f_flags`, `ret` the new fd; `fanotify_fd` is -1 and there is no path.
+pub const SYSCALL_INIT: u8 = 1;
+
+/// One completed `fanotify_mark(2)` (or `fanotify_init(2)`) call, as the probe submits it.
 #[repr(C)]
 #[derive(Clone, Copy, Debug)]
-pub struct MarkEvent {
+pub struct CallRecord {
     /// `CLOCK_BOOTTIME` at syscall entry, in nanoseconds.
     pub enter_ns: u64,
     /// `CLOCK_BOOTTIME` at syscall exit, in nanoseconds.
@@ -181,30 +192,31 @@ pub struct MarkEvent {
     pub path_len: u16,
     /// A [`PathStatus`] value.
     pub path_status: u8,
-    pub _pad: u8,
+    /// [`SYSCALL_MARK`] or [`SYSCALL_INIT`].
+    pub syscall: u8,
     pub comm: [u8; 16],
 }
 
 /// Bytes of the fixed part of a ring-buffer item.
-pub const MARK_EVENT_SIZE: usize = core::mem::size_of::<MarkEvent>();
+pub const CALL_RECORD_SIZE: usize = core::mem::size_of::<CallRecord>();
 
 /// A call between entry and exit, kept by the probe per thread: the header and the full path
 /// buffer the string is read into.
 #[repr(C)]
 #[derive(Clone, Copy)]
-pub struct PendingMark {
-    pub event: MarkEvent,
+pub struct PendingCall {
+    pub event: CallRecord,
     pub path: [u8; PATH_BUF],
 }
 
 #[cfg(feature = "user")]
 mod pod {
     // SAFETY: both are repr(C), contain only integers and byte arrays, and have no padding the
-    // compiler could leave uninitialised (the explicit `_pad` keeps `MarkEvent` dense).
-    unsafe impl aya::Pod for super::MarkEvent {}
-    unsafe impl aya::Pod for super::PendingMark {}
+    // compiler could leave uninitialised (the explicit `_pad` keeps `CallRecord` dense).
+    unsafe impl aya::Pod for super::CallRecord {}
+    unsafe impl aya::Pod for super::PendingCall {}
 }
 
 // The probe writes these with fixed offsets; a layout change must be a deliberate schema change.
-const _: () = assert!(MARK_EVENT_SIZE == 104);
-const _: () = assert!(MARK_EVENT_SIZE.is_multiple_of(8));
+const _: () = assert!(CALL_RECORD_SIZE == 104);
+const _: () = assert!(CALL_RECORD_SIZE.is_multiple_of(8));

@@ -163,6 +163,50 @@ fn every_call_is_captured_once_with_exact_values() {
     );
     let fault = calls.iter().find(|c| c.label == "unreadable path").unwrap();
     assert_eq!(fault.ret, -i64::from(libc::EFAULT));
+
+    // The fanotify_init companions: the notification group every mark but one used, and the
+    // content group of the permission mark, each with the fd the marks name.
+    let inits = query_json(
+        &capture,
+        &format!(
+            "SELECT fd, class, flag_names FROM inits WHERE pid = {} ORDER BY time",
+            calls[0].pid
+        ),
+    );
+    let perm = calls
+        .iter()
+        .find(|c| c.label.starts_with("permission mark"))
+        .unwrap();
+    assert_eq!(inits.len(), 2, "{inits:?}");
+    assert_eq!(i64_of(&inits[0]["fd"]), i64::from(calls[0].fanotify_fd));
+    assert_eq!(inits[0]["class"], "notif");
+    assert_eq!(
+        inits[0]["flag_names"],
+        "FAN_CLASS_NOTIF|FAN_CLOEXEC|FAN_NONBLOCK"
+    );
+    assert_eq!(i64_of(&inits[1]["fd"]), i64::from(perm.fanotify_fd));
+    assert_eq!(inits[1]["class"], "content");
+    // The playbook ties the permission mark to its content-class group.
+    let out = fantrace_tests::harness::analyzer(&[
+        "playbook",
+        "permission-groups",
+        "--format",
+        "json",
+        "-c",
+        &capture.to_string_lossy(),
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    let ours: Vec<&str> = text
+        .lines()
+        .filter(|l| l.contains(&format!("\"pid\":{}", calls[0].pid)))
+        .collect();
+    assert_eq!(ours.len(), 1, "{text}");
+    assert!(ours[0].contains("\"class\":\"content\"") && ours[0].contains("FAN_OPEN_PERM"));
 }
 
 /// The pids of the workload's processes, as a SQL list.
@@ -217,7 +261,7 @@ for f in files:
         for c in range(md.num_columns):
             codecs.add(md.row_group(g).column(c).compression)
     pids = [int(p) for p in sys.argv[2].split(",")]
-    t = pq.read_table(f).filter(pc.is_in(pc.field("pid"), pa.array(pids, pa.uint32()))).sort_by("time")
+    t = pq.read_table(f).filter(pc.is_in(pc.field("pid"), pa.array(pids, pa.uint32())) & (pc.field("syscall") == "fanotify_mark")).sort_by("time")
     for r in t.select(["tid", "flags", "mask", "ret", "pathname"]).to_pylist():
         rows.append(r)
 print(json.dumps({"codecs": sorted(codecs), "rows": rows}))
@@ -330,7 +374,7 @@ fn print_mode_prints_each_call_as_recorded() {
     let pid = calls[0].pid;
     let ours: Vec<&str> = printed
         .lines()
-        .filter(|l| l.contains(&format!("[{pid}/")))
+        .filter(|l| l.contains(&format!("[{pid}/")) && l.contains("fanotify_mark("))
         .collect();
     let from_parent = calls.iter().filter(|c| c.pid == pid).count();
     assert_eq!(ours.len(), from_parent, "one line per call:\n{printed}");

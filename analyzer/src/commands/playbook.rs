@@ -10,6 +10,10 @@ pub const PLAYBOOK: &[(&str, &str)] = &[
         "permission-marks",
         include_str!("../playbook/permission-marks.sql"),
     ),
+    (
+        "permission-groups",
+        include_str!("../playbook/permission-groups.sql"),
+    ),
     ("wide-marks", include_str!("../playbook/wide-marks.sql")),
     (
         "sensitive-paths",

@@ -64,10 +64,11 @@ pub fn replay_sql(args: &ReplayArgs) -> String {
         format!(" WHERE {}", conds.join(" AND "))
     };
     format!(
-        "SELECT arrow_cast(time, 'Int64') AS t, arrow_cast(comm, 'Utf8') AS comm, pid, tid, uid, \
+        "SELECT arrow_cast(syscall, 'Utf8') AS syscall, arrow_cast(time, 'Int64') AS t, \
+         arrow_cast(comm, 'Utf8') AS comm, pid, tid, uid, \
          fanotify_fd, flags, mask, dirfd, arrow_cast(pathname, 'Utf8') AS pathname, arrow_cast(pathname_raw, 'Binary') AS pathname_raw, \
          arrow_cast(pathname_status, 'Utf8') AS pathname_status, ret \
-         FROM events{filter} ORDER BY time, tid"
+         FROM calls{filter} ORDER BY time, tid"
     )
 }
 
@@ -99,6 +100,7 @@ fn render(batch: &RecordBatch) -> anyhow::Result<Vec<(i64, String)>> {
             .column_by_name(name)
             .with_context(|| format!("replay query lost column {name}"))
     };
+    let syscall = col("syscall")?.as_string::<i32>();
     let t = col("t")?.as_primitive::<Int64Type>();
     let comm = col("comm")?.as_string::<i32>();
     let pid = col("pid")?.as_primitive::<UInt32Type>();
@@ -126,6 +128,7 @@ fn render(batch: &RecordBatch) -> anyhow::Result<Vec<(i64, String)>> {
             None
         };
         let line = strace_line(&CallView {
+            syscall: syscall.value(i),
             time_ns: t.value(i),
             comm: comm.value(i),
             pid: pid.value(i),

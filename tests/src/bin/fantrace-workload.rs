@@ -13,6 +13,8 @@ use fantrace_tests::calls::{AT_FDCWD, Call, call, call_unreadable_path, fanotify
 
 const FAN_CLOEXEC: u32 = 0x1;
 const FAN_NONBLOCK: u32 = 0x2;
+const FAN_CLASS_CONTENT: u32 = 0x4;
+const FAN_OPEN_PERM: u64 = 0x1_0000;
 const FAN_MARK_ADD: u32 = 0x1;
 const FAN_MARK_REMOVE: u32 = 0x2;
 const FAN_MARK_DONT_FOLLOW: u32 = 0x4;
@@ -346,6 +348,28 @@ fn main() -> anyhow::Result<()> {
         Some(&too_long),
     ));
     calls.push(as_other_user(fd, &dir_bytes, args.linger_ms)?);
+    // A content-class group (it may receive permission events) with a FAN_OPEN_PERM mark. It is
+    // closed at once: nothing here answers permission events, and an open under the mark would
+    // wait for an answer.
+    let content_fd = fanotify_init(FAN_CLASS_CONTENT | FAN_CLOEXEC, libc::O_RDONLY as u32);
+    if content_fd < 0 {
+        bail!(
+            "fanotify_init(FAN_CLASS_CONTENT) failed: errno {}",
+            -content_fd
+        );
+    }
+    let mut sub = dir_bytes.clone();
+    sub.extend_from_slice(b"/sub");
+    calls.push(call(
+        "permission mark in a content group",
+        content_fd as i32,
+        FAN_MARK_ADD,
+        FAN_OPEN_PERM,
+        AT_FDCWD,
+        Some(&sub),
+    ));
+    // SAFETY: our own fd, closed once.
+    unsafe { libc::close(content_fd as i32) };
     calls.push(call(
         "flush mount marks, NULL path",
         fd,
