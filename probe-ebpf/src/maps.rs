@@ -15,10 +15,16 @@ pub static EVENTS: RingBuf = RingBuf::with_byte_size(16 * 1024 * 1024, 0);
 pub static PENDING: HashMap<u32, PendingCall> =
     HashMap::with_max_entries(65536, aya_ebpf::bindings::BPF_F_NO_PREALLOC);
 
-/// In-kernel pid filter (tgid -> PID_INCLUDE / PID_EXCLUDE), filled by the recorder before
-/// attaching; filtered calls cost no ring-buffer space.
+// In-kernel filters (key -> FILTER_INCLUDE / FILTER_EXCLUDE), filled by the recorder before it
+// attaches; a filtered call costs no ring-buffer space.
 #[map(name = "PID_FILTER")]
 pub static PID_FILTER: HashMap<u32, u8> = HashMap::with_max_entries(1024, 0);
+#[map(name = "UID_FILTER")]
+pub static UID_FILTER: HashMap<u32, u8> = HashMap::with_max_entries(1024, 0);
+#[map(name = "COMM_FILTER")]
+pub static COMM_FILTER: HashMap<[u8; 16], u8> = HashMap::with_max_entries(1024, 0);
+#[map(name = "CGROUP_FILTER")]
+pub static CGROUP_FILTER: HashMap<u64, u8> = HashMap::with_max_entries(1024, 0);
 
 /// Per-CPU scratch where the entry record is built: it is too large for the 512-byte stack.
 #[map(name = "SCRATCH")]

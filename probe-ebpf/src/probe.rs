@@ -11,11 +11,13 @@ use aya_ebpf::{
     programs::TracePointContext,
 };
 use fantrace_schema::record::{
-    CALL_RECORD_SIZE, LossCause, PATH_BUF, PID_EXCLUDE, PID_INCLUDE, PathStatus, PendingCall,
-    SYSCALL_INIT, SYSCALL_MARK,
+    CALL_RECORD_SIZE, FILTER_EXCLUDE, FILTER_INCLUDE, FilterKind, LossCause, PATH_BUF, PathStatus,
+    PendingCall, SYSCALL_INIT, SYSCALL_MARK,
 };
 
-use crate::maps::{EVENTS, PENDING, PID_FILTER, SCRATCH, count_lost};
+use crate::maps::{
+    CGROUP_FILTER, COMM_FILTER, EVENTS, PENDING, PID_FILTER, SCRATCH, UID_FILTER, count_lost,
+};
 
 /// The recorder's own tgid; its calls are not recorded. Set at load time.
 #[unsafe(no_mangle)]
@@ -25,9 +27,9 @@ static RECORDER_TGID: u32 = 0;
 #[unsafe(no_mangle)]
 static WAKEUP_BYTES: u64 = 0;
 
-/// Non-zero: record only pids marked PID_INCLUDE in PID_FILTER. Set at load time.
+/// FilterKind bits: for each, record only keys marked FILTER_INCLUDE. Set at load time.
 #[unsafe(no_mangle)]
-static PID_INCLUDE_ONLY: u8 = 0;
+static INCLUDE_ONLY: u8 = 0;
 
 /// `BPF_RB_AVAIL_DATA` for `bpf_ringbuf_query`.
 const RB_AVAIL_DATA: u64 = 0;
@@ -100,7 +102,14 @@ fn begin() -> Result<Option<(u32, &'static mut PendingCall)>, i32> {
     let pid_tgid = bpf_get_current_pid_tgid();
     let tgid = (pid_tgid >> 32) as u32;
     let tid = pid_tgid as u32;
-    if tgid == unsafe { core::ptr::read_volatile(&RECORDER_TGID) } || filtered_out(tgid) {
+    if tgid == unsafe { core::ptr::read_volatile(&RECORDER_TGID) } {
+        return Ok(None);
+    }
+    let uid_gid = bpf_get_current_uid_gid();
+    let uid = uid_gid as u32;
+    let cgroup_id = unsafe { bpf_get_current_cgroup_id() };
+    let comm = bpf_get_current_comm().unwrap_or([0; 16]);
+    if filtered_out(tgid, uid, &comm, cgroup_id) {
         return Ok(None);
     }
     let pending = SCRATCH.get_ptr_mut(0).ok_or(-1)?;
@@ -111,11 +120,10 @@ fn begin() -> Result<Option<(u32, &'static mut PendingCall)>, i32> {
     ev.ret = 0;
     ev.pid = tgid;
     ev.tid = tid;
-    let uid_gid = bpf_get_current_uid_gid();
-    ev.uid = uid_gid as u32;
+    ev.uid = uid;
     ev.gid = (uid_gid >> 32) as u32;
-    ev.cgroup_id = unsafe { bpf_get_current_cgroup_id() };
-    ev.comm = bpf_get_current_comm().unwrap_or([0; 16]);
+    ev.cgroup_id = cgroup_id;
+    ev.comm = comm;
     let task = crate::context::current();
     ev.ppid = task.ppid;
     ev.mnt_ns = task.mnt_ns;
@@ -164,19 +172,34 @@ fn try_enter(ctx: &TracePointContext) -> Result<(), i32> {
     Ok(())
 }
 
+/// Whether a filter drops the call: excluded by any filter, or missing from a filter that
+/// only includes. Values are read as plain u8: the verifier rejects the code LLVM emits for
+/// comparing Option<u8> (it reads a register left unset on the None path).
 #[inline(always)]
-fn filtered_out(tgid: u32) -> bool {
-    // A plain u8 rather than Option<u8>: the verifier rejects the code LLVM emits for
-    // comparing Options (it reads a register left unset on the None path).
-    let mark: u8 = match unsafe { PID_FILTER.get(tgid) } {
-        Some(v) => *v,
-        None => 0,
-    };
-    if mark == PID_EXCLUDE {
-        return true;
+fn filtered_out(tgid: u32, uid: u32, comm: &[u8; 16], cgroup_id: u64) -> bool {
+    let include_only = unsafe { core::ptr::read_volatile(&INCLUDE_ONLY) };
+    let marks = [
+        (FilterKind::Pid, unsafe { PID_FILTER.get(tgid) }.copied()),
+        (FilterKind::Uid, unsafe { UID_FILTER.get(uid) }.copied()),
+        (FilterKind::Comm, unsafe { COMM_FILTER.get(comm) }.copied()),
+        (
+            FilterKind::Cgroup,
+            unsafe { CGROUP_FILTER.get(cgroup_id) }.copied(),
+        ),
+    ];
+    for (kind, mark) in marks {
+        let mark: u8 = match mark {
+            Some(v) => v,
+            None => 0,
+        };
+        if mark == FILTER_EXCLUDE {
+            return true;
+        }
+        if include_only & (kind as u8) != 0 && mark != FILTER_INCLUDE {
+            return true;
+        }
     }
-    let include_only = unsafe { core::ptr::read_volatile(&PID_INCLUDE_ONLY) };
-    include_only != 0 && mark != PID_INCLUDE
+    false
 }
 
 #[inline(always)]

@@ -55,9 +55,58 @@ struct Cli {
     /// Record only this process (repeatable); filtered in the kernel.
     #[arg(long = "pid")]
     pids: Vec<u32>,
-    /// Never record this process (repeatable); filtered in the kernel.
+    /// Never record this process (repeatable).
     #[arg(long = "exclude-pid")]
     exclude_pids: Vec<u32>,
+    /// Record only calls by this user id (repeatable).
+    #[arg(long = "uid")]
+    uids: Vec<u32>,
+    /// Never record calls by this user id (repeatable).
+    #[arg(long = "exclude-uid")]
+    exclude_uids: Vec<u32>,
+    /// Record only threads with this name (comm, at most 15 bytes; repeatable).
+    #[arg(long = "comm", value_parser = parse_comm)]
+    comms: Vec<[u8; 16]>,
+    /// Never record threads with this name (repeatable).
+    #[arg(long = "exclude-comm", value_parser = parse_comm)]
+    exclude_comms: Vec<[u8; 16]>,
+    /// Record only processes in this cgroup v2: a path under /sys/fs/cgroup or a cgroup id
+    /// (repeatable). A process in a child cgroup is not included.
+    #[arg(long = "cgroup", value_parser = parse_cgroup)]
+    cgroups: Vec<u64>,
+    /// Never record processes in this cgroup (repeatable).
+    #[arg(long = "exclude-cgroup", value_parser = parse_cgroup)]
+    exclude_cgroups: Vec<u64>,
+}
+
+fn parse_comm(s: &str) -> Result<[u8; 16], String> {
+    if s.is_empty() || s.len() > 15 {
+        return Err(format!(
+            "{s:?}: a thread name is 1 to 15 bytes (the kernel's comm is cut to 15)"
+        ));
+    }
+    let mut out = [0u8; 16];
+    out[..s.len()].copy_from_slice(s.as_bytes());
+    Ok(out)
+}
+
+/// A cgroup v2 id is the inode number of its directory.
+fn parse_cgroup(s: &str) -> Result<u64, String> {
+    if let Ok(id) = s.parse::<u64>() {
+        return Ok(id);
+    }
+    let path = if s.starts_with("/sys/fs/cgroup") {
+        PathBuf::from(s)
+    } else {
+        PathBuf::from("/sys/fs/cgroup").join(s.trim_start_matches('/'))
+    };
+    use std::os::unix::fs::MetadataExt as _;
+    std::fs::metadata(&path).map(|m| m.ino()).map_err(|e| {
+        format!(
+            "cgroup {}: {e} (give a path under /sys/fs/cgroup or an id)",
+            path.display()
+        )
+    })
 }
 
 fn parse_seconds(s: &str) -> Result<Duration, String> {
@@ -97,8 +146,16 @@ fn run(cli: Cli) -> anyhow::Result<()> {
     }
     let (mut probe, events) = probe::Probe::load_and_attach(&probe::ProbeOptions {
         ring_buffer_bytes: cli.ring_buffer,
-        pids: cli.pids.clone(),
-        exclude_pids: cli.exclude_pids.clone(),
+        filters: probe::Filters {
+            pids: cli.pids.clone(),
+            exclude_pids: cli.exclude_pids.clone(),
+            uids: cli.uids.clone(),
+            exclude_uids: cli.exclude_uids.clone(),
+            comms: cli.comms.clone(),
+            exclude_comms: cli.exclude_comms.clone(),
+            cgroups: cli.cgroups.clone(),
+            exclude_cgroups: cli.exclude_cgroups.clone(),
+        },
     })?;
     dest.create()?;
     let clock_offset_ns = clock::boot_to_wall_offset_ns();

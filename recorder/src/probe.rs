@@ -8,7 +8,7 @@ use aya::{
     maps::{HashMap, MapData, PerCpuArray, RingBuf},
     programs::TracePoint,
 };
-use fantrace_schema::record::{LossCause, PID_EXCLUDE, PID_INCLUDE, names};
+use fantrace_schema::record::{FILTER_EXCLUDE, FILTER_INCLUDE, FilterKind, LossCause, names};
 
 /// The probe object built by `build.rs`.
 static PROBE_OBJECT: &[u8] =
@@ -25,10 +25,59 @@ pub struct Probe {
 
 pub struct ProbeOptions {
     pub ring_buffer_bytes: u32,
-    /// Record only these processes (empty: all).
+    pub filters: Filters,
+}
+
+/// In-kernel filters. For each dimension, a non-empty include list records only those keys;
+/// an excluded key is never recorded.
+#[derive(Default, Debug, Clone)]
+pub struct Filters {
     pub pids: Vec<u32>,
-    /// Never record these processes.
     pub exclude_pids: Vec<u32>,
+    pub uids: Vec<u32>,
+    pub exclude_uids: Vec<u32>,
+    pub comms: Vec<[u8; 16]>,
+    pub exclude_comms: Vec<[u8; 16]>,
+    pub cgroups: Vec<u64>,
+    pub exclude_cgroups: Vec<u64>,
+}
+
+impl Filters {
+    fn include_only(&self) -> u8 {
+        let mut bits = 0;
+        for (set, kind) in [
+            (!self.pids.is_empty(), FilterKind::Pid),
+            (!self.uids.is_empty(), FilterKind::Uid),
+            (!self.comms.is_empty(), FilterKind::Comm),
+            (!self.cgroups.is_empty(), FilterKind::Cgroup),
+        ] {
+            if set {
+                bits |= kind as u8;
+            }
+        }
+        bits
+    }
+}
+
+fn fill_filter<K: aya::Pod>(
+    ebpf: &mut Ebpf,
+    map_name: &str,
+    include: &[K],
+    exclude: &[K],
+) -> anyhow::Result<()> {
+    let map = ebpf
+        .map_mut(map_name)
+        .ok_or_else(|| anyhow!("the probe object has no map {map_name}"))?;
+    let mut filter: HashMap<&mut MapData, K, u8> =
+        HashMap::try_from(map).with_context(|| format!("{map_name} is not a hash map"))?;
+    for (keys, mark) in [(include, FILTER_INCLUDE), (exclude, FILTER_EXCLUDE)] {
+        for key in keys {
+            filter
+                .insert(key, mark, 0)
+                .with_context(|| format!("adding an entry to the in-kernel filter {map_name}"))?;
+        }
+    }
+    Ok(())
 }
 
 /// Calls the probe could not deliver, per cause, summed over CPUs.
@@ -60,7 +109,7 @@ impl Probe {
         let own_tgid: u32 = std::process::id();
         // Wake the recorder once a quarter of the ring is unread; below that it polls.
         let wakeup_bytes: u64 = u64::from(ring / 4);
-        let include_only: u8 = u8::from(!opts.pids.is_empty());
+        let include_only: u8 = opts.filters.include_only();
         let (offsets, missing) = crate::btf::kernel_offsets()?;
         if !missing.is_empty() {
             tracing::warn!(
@@ -71,7 +120,7 @@ impl Probe {
         let mut ebpf = EbpfLoader::new()
             .override_global(names::RECORDER_TGID_GLOBAL, &own_tgid, true)
             .override_global(names::WAKEUP_BYTES_GLOBAL, &wakeup_bytes, true)
-            .override_global(names::PID_INCLUDE_ONLY_GLOBAL, &include_only, true)
+            .override_global(names::INCLUDE_ONLY_GLOBAL, &include_only, true)
             .override_global(names::KERNEL_OFFSETS_GLOBAL, &offsets[..], true)
             .map_max_entries(names::EVENTS_MAP, ring)
             .load(PROBE_OBJECT)
@@ -80,20 +129,21 @@ impl Probe {
                  buffers (5.8+) and the recorder needs root",
             )?;
         // Filters go in before the programs attach, so no unwanted call is ever recorded.
-        {
-            let map = ebpf
-                .map_mut(names::PID_FILTER_MAP)
-                .ok_or_else(|| anyhow!("the probe object has no map {}", names::PID_FILTER_MAP))?;
-            let mut filter: HashMap<&mut MapData, u32, u8> =
-                HashMap::try_from(map).context("PID_FILTER is not a hash map")?;
-            for (pids, mark) in [(&opts.pids, PID_INCLUDE), (&opts.exclude_pids, PID_EXCLUDE)] {
-                for &pid in pids {
-                    filter
-                        .insert(pid, mark, 0)
-                        .with_context(|| format!("adding pid {pid} to the in-kernel filter"))?;
-                }
-            }
-        }
+        let f = &opts.filters;
+        fill_filter(&mut ebpf, names::PID_FILTER_MAP, &f.pids, &f.exclude_pids)?;
+        fill_filter(&mut ebpf, names::UID_FILTER_MAP, &f.uids, &f.exclude_uids)?;
+        fill_filter(
+            &mut ebpf,
+            names::COMM_FILTER_MAP,
+            &f.comms,
+            &f.exclude_comms,
+        )?;
+        fill_filter(
+            &mut ebpf,
+            names::CGROUP_FILTER_MAP,
+            &f.cgroups,
+            &f.exclude_cgroups,
+        )?;
         // fanotify_init first: a group created while the marks attach is then never missed.
         for (program, tracepoint) in [
             (names::INIT_EXIT_PROGRAM, names::INIT_EXIT_TRACEPOINT),

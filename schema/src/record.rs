@@ -22,10 +22,14 @@ pub mod names {
     /// Global holding the number of unread ring-buffer bytes past which the probe wakes the
     /// recorder; below it the recorder polls on its own timer.
     pub const WAKEUP_BYTES_GLOBAL: &str = "WAKEUP_BYTES";
-    /// Per-pid filter: value [`super::PID_INCLUDE`] or [`super::PID_EXCLUDE`].
+    /// In-kernel filters, key -> [`super::FILTER_INCLUDE`] or [`super::FILTER_EXCLUDE`].
     pub const PID_FILTER_MAP: &str = "PID_FILTER";
-    /// Global: non-zero when only pids marked include in `PID_FILTER` are recorded.
-    pub const PID_INCLUDE_ONLY_GLOBAL: &str = "PID_INCLUDE_ONLY";
+    pub const UID_FILTER_MAP: &str = "UID_FILTER";
+    pub const COMM_FILTER_MAP: &str = "COMM_FILTER";
+    pub const CGROUP_FILTER_MAP: &str = "CGROUP_FILTER";
+    /// Global: a [`super::FilterKind`] bit set; for each set bit only keys marked include in
+    /// that filter's map are recorded.
+    pub const INCLUDE_ONLY_GLOBAL: &str = "INCLUDE_ONLY";
     /// Global `[u32; KernelOffset::COUNT]`: field offsets in kernel structures, resolved from
     /// the running kernel's BTF by the recorder at load time.
     pub const KERNEL_OFFSETS_GLOBAL: &str = "KERNEL_OFFSETS";
@@ -36,10 +40,21 @@ pub mod names {
     pub const INIT_EXIT_TRACEPOINT: &str = "sys_exit_fanotify_init";
 }
 
-/// `PID_FILTER` value: record this process (others are dropped when include-only is set).
-pub const PID_INCLUDE: u8 = 1;
-/// `PID_FILTER` value: never record this process.
-pub const PID_EXCLUDE: u8 = 2;
+/// Filter map value: record calls with this key (the others are dropped when the filter's
+/// include-only bit is set).
+pub const FILTER_INCLUDE: u8 = 1;
+/// Filter map value: never record calls with this key.
+pub const FILTER_EXCLUDE: u8 = 2;
+
+/// The filter dimensions; each is a bit of the `INCLUDE_ONLY` global.
+#[repr(u8)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FilterKind {
+    Pid = 1,
+    Uid = 2,
+    Comm = 4,
+    Cgroup = 8,
+}
 
 /// What the probe could tell about the `pathname` argument. NULL, empty, unreadable and
 /// truncated paths must never look alike.
