@@ -8,24 +8,8 @@ use anyhow::Context as _;
 use arrow::array::RecordBatch;
 use arrow::datatypes::SchemaRef;
 use parquet::arrow::ArrowWriter;
-use parquet::basic::{Compression, ZstdLevel};
+use fantrace_schema::layout;
 use parquet::file::metadata::KeyValue;
-use parquet::file::properties::{EnabledStatistics, WriterProperties};
-
-/// Rows per Parquet row group: small enough that a time-range query skips most of a large
-/// segment by row-group statistics and the writer holds little in memory, large enough for
-/// zstd and dictionaries to pay off.
-pub const ROW_GROUP_ROWS: usize = 65_536;
-
-pub fn writer_properties() -> anyhow::Result<WriterProperties> {
-    Ok(WriterProperties::builder()
-        .set_compression(Compression::ZSTD(ZstdLevel::try_new(3)?))
-        .set_dictionary_enabled(true)
-        .set_statistics_enabled(EnabledStatistics::Page)
-        .set_max_row_group_row_count(Some(ROW_GROUP_ROWS))
-        .set_created_by(format!("fantrace-recorder {}", env!("CARGO_PKG_VERSION")))
-        .build())
-}
 
 pub struct Segment {
     tmp_path: PathBuf,
@@ -51,7 +35,11 @@ impl Segment {
         let writer_file = file
             .try_clone()
             .with_context(|| format!("duplicating the descriptor of {}", tmp_path.display()))?;
-        let writer = ArrowWriter::try_new(writer_file, schema, Some(writer_properties()?))
+        let props = layout::writer_properties(concat!(
+            "fantrace-recorder ",
+            env!("CARGO_PKG_VERSION")
+        ))?;
+        let writer = ArrowWriter::try_new(writer_file, schema, Some(props))
             .with_context(|| format!("starting Parquet writer on {}", tmp_path.display()))?;
         Ok(Segment {
             tmp_path,

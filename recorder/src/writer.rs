@@ -15,7 +15,8 @@ use fantrace_schema::record::LossCause;
 
 use crate::host::HostInfo;
 use crate::probe::LossCounts;
-use crate::segment::{ROW_GROUP_ROWS, Segment};
+use crate::segment::Segment;
+use fantrace_schema::layout::ROW_GROUP_ROWS;
 use crate::status::WriterProgress;
 
 pub enum ToWriter {

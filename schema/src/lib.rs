@@ -14,4 +14,6 @@ pub mod arrow;
 #[cfg(feature = "user")]
 pub mod decode;
 #[cfg(feature = "user")]
+pub mod layout;
+#[cfg(feature = "user")]
 pub mod metadata;
