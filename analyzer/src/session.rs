@@ -139,6 +139,8 @@ fn stats_table(segments: &[Segment]) -> anyhow::Result<MemTable> {
             cause.name()
         )));
     }
+    fields.push(Field::new("lost_disk_full", DataType::UInt64, true));
+    columns.push(number(keys::EVENTS_LOST_DISK_FULL));
     fields.push(Field::new("stop_reason", DataType::Utf8, true));
     columns.push(text(keys::STOP_REASON));
     fields.push(Field::new("recorder_version", DataType::Utf8, true));

@@ -49,6 +49,9 @@ struct Cli {
     /// recorder was running and saw nothing).
     #[arg(long, default_value = "60", value_parser = parse_seconds)]
     rotate_interval: Duration,
+    /// When the disk fills: stop with an error, or drop and count calls until space is back.
+    #[arg(long, value_enum, default_value_t = writer::OnDiskFull::Stop)]
+    on_disk_full: writer::OnDiskFull,
     /// Keep only the newest N finished segments, removing older ones (0: keep all).
     #[arg(long, default_value_t = 0)]
     keep: usize,
@@ -175,6 +178,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         keep: cli.keep,
         lost: lost_cell.clone(),
         progress: progress.clone(),
+        on_disk_full: cli.on_disk_full,
     })?;
     println!(
         "fantrace-recorder: recording fanotify_mark calls into {} (Ctrl-C to stop)",
@@ -216,9 +220,10 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         .map_err(|_| anyhow!("the writer thread panicked"))??;
     let drained = drained?;
     println!(
-        "fantrace-recorder: stopped ({stop_reason}): {} calls recorded, {} lost, {} bytes in {} segment(s) under {}",
+        "fantrace-recorder: stopped ({stop_reason}): {} calls recorded, {} lost, {} dropped (disk full), {} bytes in {} segment(s) under {}",
         drained.events,
         lost.total(),
+        summary.dropped_disk_full,
         summary.bytes,
         summary.segments,
         dest.dir.display()

@@ -7,8 +7,8 @@ use std::path::{Path, PathBuf};
 use anyhow::Context as _;
 use arrow::array::RecordBatch;
 use arrow::datatypes::SchemaRef;
-use parquet::arrow::ArrowWriter;
 use fantrace_schema::layout;
+use parquet::arrow::ArrowWriter;
 use parquet::file::metadata::KeyValue;
 
 pub struct Segment {
@@ -35,10 +35,8 @@ impl Segment {
         let writer_file = file
             .try_clone()
             .with_context(|| format!("duplicating the descriptor of {}", tmp_path.display()))?;
-        let props = layout::writer_properties(concat!(
-            "fantrace-recorder ",
-            env!("CARGO_PKG_VERSION")
-        ))?;
+        let props =
+            layout::writer_properties(concat!("fantrace-recorder ", env!("CARGO_PKG_VERSION")))?;
         let writer = ArrowWriter::try_new(writer_file, schema, Some(props))
             .with_context(|| format!("starting Parquet writer on {}", tmp_path.display()))?;
         Ok(Segment {
@@ -57,6 +55,10 @@ impl Segment {
             .with_context(|| format!("writing to segment {}", self.tmp_path.display()))?;
         self.rows += batch.num_rows() as u64;
         Ok(())
+    }
+
+    pub fn tmp_path(&self) -> &Path {
+        &self.tmp_path
     }
 
     /// Ends the current row group.

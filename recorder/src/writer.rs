@@ -16,8 +16,8 @@ use fantrace_schema::record::LossCause;
 use crate::host::HostInfo;
 use crate::probe::LossCounts;
 use crate::segment::Segment;
-use fantrace_schema::layout::ROW_GROUP_ROWS;
 use crate::status::WriterProgress;
+use fantrace_schema::layout::ROW_GROUP_ROWS;
 
 pub enum ToWriter {
     Batch(RecordBatch),
@@ -40,6 +40,35 @@ pub struct WriterConfig {
     /// The probe's loss counters as last sampled by the drain loop.
     pub lost: Arc<Mutex<LossCounts>>,
     pub progress: Arc<WriterProgress>,
+    pub on_disk_full: OnDiskFull,
+}
+
+/// What the recorder does when the capture's file system is full (ENOSPC, EDQUOT, or EFBIG
+/// under a file-size limit).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum OnDiskFull {
+    /// Stop with an error naming the path; finished segments stay intact.
+    Stop,
+    /// Keep running: drop the open segment and the calls that follow, count them
+    /// (`fantrace.events_lost.disk_full`), and resume in a new segment once space is back.
+    Drop,
+}
+
+/// How often a new segment is tried while the disk is full.
+const DISK_FULL_RETRY: Duration = Duration::from_secs(1);
+
+fn is_disk_full(err: &anyhow::Error) -> bool {
+    const CODES: [i32; 3] = [libc::ENOSPC, libc::EDQUOT, libc::EFBIG];
+    err.chain().any(|e| {
+        // parquet wraps the io::Error in its own type without exposing it as a source, so
+        // the errno is also looked for in the message.
+        e.downcast_ref::<std::io::Error>()
+            .and_then(std::io::Error::raw_os_error)
+            .is_some_and(|c| CODES.contains(&c))
+            || CODES
+                .iter()
+                .any(|c| e.to_string().contains(&format!("(os error {c})")))
+    })
 }
 
 #[derive(Debug, Default)]
@@ -48,6 +77,8 @@ pub struct WriterSummary {
     pub rows: u64,
     pub bytes: u64,
     pub removed: u64,
+    /// Calls dropped because the disk was full (`--on-disk-full=drop`).
+    pub dropped_disk_full: u64,
 }
 
 /// In-memory size of the rows held for one row group at most.
@@ -98,6 +129,12 @@ struct Writer {
     cfg: WriterConfig,
     seq: u64,
     summary: WriterSummary,
+    /// Temporary file of the open segment, removed if the segment is abandoned.
+    current_tmp: Option<PathBuf>,
+    /// Rows given to the open segment so far: what abandoning it would drop.
+    at_risk_rows: u64,
+    /// Disk-full drops not yet reported in a closed segment's metadata.
+    dropped_unreported: u64,
 }
 
 impl Writer {
@@ -106,7 +143,44 @@ impl Writer {
             cfg,
             seq: 0,
             summary: WriterSummary::default(),
+            current_tmp: None,
+            at_risk_rows: 0,
+            dropped_unreported: 0,
         }
+    }
+
+    /// A write error: with `--on-disk-full=drop` and a full disk, abandon the open segment and
+    /// count its rows as dropped; otherwise it is the recorder's error.
+    fn recover(&mut self, err: anyhow::Error) -> anyhow::Result<()> {
+        if self.cfg.on_disk_full != OnDiskFull::Drop || !is_disk_full(&err) {
+            return Err(err);
+        }
+        if let Some(tmp) = self.current_tmp.take() {
+            let _ = std::fs::remove_file(tmp);
+        }
+        self.drop_rows(self.at_risk_rows);
+        self.at_risk_rows = 0;
+        tracing::warn!("{err:#}; dropping calls until space is back (--on-disk-full=drop)");
+        Ok(())
+    }
+
+    fn drop_rows(&mut self, rows: u64) {
+        self.summary.dropped_disk_full += rows;
+        self.dropped_unreported += rows;
+    }
+
+    fn add_batch(&mut self, open: &mut Open, batch: RecordBatch) -> anyhow::Result<()> {
+        self.at_risk_rows += batch.num_rows() as u64;
+        open.pending_rows += batch.num_rows();
+        open.pending_bytes += batch.get_array_memory_size();
+        open.pending.push(batch);
+        // Long paths make rows large: bound the memory held and let size rotation see the
+        // rows, not only the row count.
+        let cap = ROW_GROUP_MAX_BYTES.min(self.cfg.rotate_size as usize);
+        if open.pending_rows >= ROW_GROUP_ROWS || open.pending_bytes >= cap {
+            write_row_group(open)?;
+        }
+        Ok(())
     }
 
     fn lost_now(&self) -> LossCounts {
@@ -123,8 +197,11 @@ impl Writer {
         );
         self.seq += 1;
         self.cfg.progress.set_current(&name);
+        let segment = Segment::create(&self.cfg.dir, &name, events_schema())?;
+        self.current_tmp = Some(segment.tmp_path().to_path_buf());
+        self.at_risk_rows = 0;
         Ok(Open {
-            segment: Segment::create(&self.cfg.dir, &name, events_schema())?,
+            segment,
             pending: Vec::new(),
             pending_rows: 0,
             pending_bytes: 0,
@@ -135,40 +212,90 @@ impl Writer {
     }
 
     fn run(mut self, rx: Receiver<ToWriter>) -> anyhow::Result<WriterSummary> {
-        let mut open = self.open(LossCounts::default())?;
+        // `None` while the disk is full and calls are being dropped.
+        let mut open = Some(self.open(LossCounts::default())?);
+        let mut retry_at = Instant::now();
         loop {
-            let deadline = open.opened + self.cfg.rotate_interval;
+            let deadline = open
+                .as_ref()
+                .map_or(retry_at, |o| o.opened + self.cfg.rotate_interval);
             let msg = rx.recv_timeout(deadline.saturating_duration_since(Instant::now()));
-            match msg {
-                Ok(ToWriter::Batch(batch)) => {
-                    open.pending_rows += batch.num_rows();
-                    open.pending_bytes += batch.get_array_memory_size();
-                    open.pending.push(batch);
-                    // Long paths make rows large: bound the memory held and let size
-                    // rotation see the rows, not only the row count.
-                    let cap = ROW_GROUP_MAX_BYTES.min(self.cfg.rotate_size as usize);
-                    if open.pending_rows >= ROW_GROUP_ROWS || open.pending_bytes >= cap {
-                        write_row_group(&mut open)?;
+            if open.is_none() && Instant::now() >= retry_at {
+                match self.open(self.lost_now()) {
+                    Ok(o) => {
+                        tracing::warn!(
+                            "retrying in a new segment after dropping {} call(s)",
+                            self.dropped_unreported
+                        );
+                        open = Some(o);
                     }
-                    if open.segment.size() >= self.cfg.rotate_size {
-                        open = self.rotate(open, "rotated: size")?;
+                    Err(e) => {
+                        self.recover(e)?;
+                        retry_at = Instant::now() + DISK_FULL_RETRY;
                     }
                 }
-                Err(RecvTimeoutError::Timeout) => open = self.rotate(open, "rotated: interval")?,
+            }
+            match msg {
+                Ok(ToWriter::Batch(batch)) => match open.take() {
+                    None => self.drop_rows(batch.num_rows() as u64),
+                    Some(mut o) => {
+                        let written = self.add_batch(&mut o, batch);
+                        let result = match written {
+                            Ok(()) if o.segment.size() >= self.cfg.rotate_size => {
+                                self.rotate(o, "rotated: size").map(Some)
+                            }
+                            Ok(()) => Ok(Some(o)),
+                            Err(e) => Err(e),
+                        };
+                        open = self.settle(result, &mut retry_at)?;
+                    }
+                },
+                Err(RecvTimeoutError::Timeout) => {
+                    if let Some(o) = open.take() {
+                        let result = self.rotate(o, "rotated: interval").map(Some);
+                        open = self.settle(result, &mut retry_at)?;
+                    }
+                }
                 Ok(ToWriter::Finish { lost, stop_reason }) => {
-                    self.close(open, lost, stop_reason)?;
+                    let o = match open.take() {
+                        Some(o) => o,
+                        // The last segment carries the drop count and the stop reason.
+                        None => self.open(lost).context(
+                            "the disk is still full: cannot write the last segment with the \
+                             count of dropped calls",
+                        )?,
+                    };
+                    self.close(o, lost, stop_reason)?;
                     self.prune()?;
                     break;
                 }
                 // The drain side died without saying why; close what we have.
                 Err(RecvTimeoutError::Disconnected) => {
-                    let lost = self.lost_now();
-                    self.close(open, lost, "error: recorder stopped unexpectedly".into())?;
+                    if let Some(o) = open.take() {
+                        let lost = self.lost_now();
+                        self.close(o, lost, "error: recorder stopped unexpectedly".into())?;
+                    }
                     break;
                 }
             }
         }
         Ok(self.summary)
+    }
+
+    /// The outcome of a write step: the segment to go on with, or (disk full, dropping) none.
+    fn settle(
+        &mut self,
+        result: anyhow::Result<Option<Open>>,
+        retry_at: &mut Instant,
+    ) -> anyhow::Result<Option<Open>> {
+        match result {
+            Ok(open) => Ok(open),
+            Err(e) => {
+                self.recover(e)?;
+                *retry_at = Instant::now() + DISK_FULL_RETRY;
+                Ok(None)
+            }
+        }
     }
 
     fn rotate(&mut self, open: Open, why: &str) -> anyhow::Result<Open> {
@@ -186,6 +313,7 @@ impl Writer {
     ) -> anyhow::Result<()> {
         write_row_group(&mut open)?;
         let lost = lost_total.since(&open.lost_at_open);
+        let dropped = self.dropped_unreported;
         let rows = open.segment.rows();
         let cfg = &self.cfg;
         let mut meta = vec![
@@ -204,7 +332,8 @@ impl Writer {
             (keys::SEGMENT_START, open.started.to_rfc3339()),
             (keys::SEGMENT_END, chrono::Utc::now().to_rfc3339()),
             (keys::EVENTS_WRITTEN, rows.to_string()),
-            (keys::EVENTS_LOST, lost.total().to_string()),
+            (keys::EVENTS_LOST, (lost.total() + dropped).to_string()),
+            (keys::EVENTS_LOST_DISK_FULL, dropped.to_string()),
             (keys::COMMAND_LINE, cfg.command_line.clone()),
             (keys::STOP_REASON, stop_reason),
         ]
@@ -218,6 +347,9 @@ impl Writer {
             ));
         }
         let path = open.segment.finish(meta)?;
+        self.current_tmp = None;
+        self.at_risk_rows = 0;
+        self.dropped_unreported = 0;
         self.summary.bytes += std::fs::metadata(&path)
             .with_context(|| format!("reading size of {}", path.display()))?
             .len();

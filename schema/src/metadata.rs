@@ -18,5 +18,8 @@ pub const EVENTS_WRITTEN: &str = "fantrace.events_written";
 pub const EVENTS_LOST: &str = "fantrace.events_lost";
 /// Prefix of the per-cause loss keys: `fantrace.events_lost.ring_full`, ...
 pub const EVENTS_LOST_PREFIX: &str = "fantrace.events_lost.";
+/// Calls the recorder dropped because the disk was full (`--on-disk-full=drop`); included in
+/// `fantrace.events_lost`.
+pub const EVENTS_LOST_DISK_FULL: &str = "fantrace.events_lost.disk_full";
 pub const COMMAND_LINE: &str = "fantrace.command_line";
 pub const STOP_REASON: &str = "fantrace.stop_reason";

@@ -301,3 +301,59 @@ fn disk_full_is_a_clear_error_and_finished_segments_stay_intact() {
         );
     }
 }
+
+#[test]
+fn disk_full_with_drop_keeps_recording_and_counts_every_dropped_call() {
+    if !require_probe("disk_full_with_drop_keeps_recording_and_counts_every_dropped_call") {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let small = Mount::tmpfs(&tmp.path().join("small"), "size=1m");
+    // Ballast leaves a few hundred KiB: the storm fills them, then the test frees the space.
+    let ballast = small.0.join("ballast");
+    std::fs::write(&ballast, vec![0u8; 640 * 1024]).unwrap();
+    let capture = small.0.join("capture");
+    let rounds = 8u64;
+    let per_round = 40u64;
+    let storm = PausedWorkload::start(&[
+        "--storm",
+        &per_round.to_string(),
+        "--rounds",
+        &rounds.to_string(),
+        "--round-pause-ms",
+        "600",
+        "--path-bytes",
+        "4000",
+        "--random-paths",
+    ]);
+    let rec = Recorder::start(
+        &capture,
+        &[
+            "--on-disk-full",
+            "drop",
+            "--rotate-size",
+            "65536",
+            "--pid",
+            &storm.pid.to_string(),
+        ],
+    );
+    let made = storm.go()["calls"].as_u64().unwrap();
+    assert_eq!(made, rounds * per_round);
+    std::fs::remove_file(&ballast).unwrap();
+    // The writer retries every second; give it time to resume.
+    std::thread::sleep(Duration::from_millis(2500));
+    let summary = rec.stop();
+    let stats = query_json(
+        &capture,
+        "SELECT sum(events_written) AS w, sum(lost_disk_full) AS d, sum(events_lost) AS l FROM stats",
+    );
+    let w = stats[0]["w"].as_u64().unwrap();
+    let d = stats[0]["d"].as_u64().unwrap();
+    eprintln!("disk full, drop: {made} calls, {w} written, {d} dropped; {summary}");
+    assert!(d > 0, "the disk filled, so calls were dropped: {summary}");
+    assert!(w > 0);
+    assert_eq!(w + d, made, "every call is written or counted as dropped");
+    assert_eq!(stats[0]["l"].as_u64().unwrap(), d, "drops count as losses");
+    let rows = query_json(&capture, "SELECT count(*) AS n FROM events");
+    assert_eq!(rows[0]["n"].as_u64().unwrap(), w);
+}

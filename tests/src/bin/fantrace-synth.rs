@@ -30,15 +30,52 @@ const T0: i64 = 1_793_491_200_000_000_000;
 const SPAN_NS: i64 = 86_400_000_000_000;
 
 const COMMS: &[&str] = &[
-    "clamd", "falcon-sensor", "auditd", "systemd", "containerd", "dockerd", "nginx", "sshd",
-    "python3", "java", "node", "bash", "cron", "rsyslogd", "fapolicyd", "osqueryd", "mdatp",
-    "tracker-miner", "updatedb", "x",
+    "clamd",
+    "falcon-sensor",
+    "auditd",
+    "systemd",
+    "containerd",
+    "dockerd",
+    "nginx",
+    "sshd",
+    "python3",
+    "java",
+    "node",
+    "bash",
+    "cron",
+    "rsyslogd",
+    "fapolicyd",
+    "osqueryd",
+    "mdatp",
+    "tracker-miner",
+    "updatedb",
+    "x",
 ];
 const DIRS: &[&str] = &[
-    "/etc", "/root", "/home/alice/.ssh", "/usr/bin", "/var/log", "/tmp", "/srv/www", "/opt/app",
-    "/var/lib/docker", "/boot", "/home/bob/projects", "/usr/lib", "/proc", "/dev/shm",
+    "/etc",
+    "/root",
+    "/home/alice/.ssh",
+    "/usr/bin",
+    "/var/log",
+    "/tmp",
+    "/srv/www",
+    "/opt/app",
+    "/var/lib/docker",
+    "/boot",
+    "/home/bob/projects",
+    "/usr/lib",
+    "/proc",
+    "/dev/shm",
 ];
-const MASKS: &[u64] = &[0x20, 0x8 | 0x20, 0x1_0000, 0x2, 0x100 | 0x200, 0x4_0000 | 0x20, 0x10_0000];
+const MASKS: &[u64] = &[
+    0x20,
+    0x8 | 0x20,
+    0x1_0000,
+    0x2,
+    0x100 | 0x200,
+    0x4_0000 | 0x20,
+    0x10_0000,
+];
 
 fn main() -> anyhow::Result<()> {
     let args = Args::parse();
@@ -63,8 +100,11 @@ fn main() -> anyhow::Result<()> {
     let mut seq = 0;
     while written < args.events {
         let rows = args.segment_rows.min(args.events - written);
-        let path = args.output.join(format!("fantrace-synthetic-{seq:06}.parquet"));
-        let file = std::fs::File::create(&path).with_context(|| format!("creating {}", path.display()))?;
+        let path = args
+            .output
+            .join(format!("fantrace-synthetic-{seq:06}.parquet"));
+        let file =
+            std::fs::File::create(&path).with_context(|| format!("creating {}", path.display()))?;
         let props = writer_properties("fantrace-synth")?;
         let mut w = ArrowWriter::try_new(file, events_schema(), Some(props))?;
         let mut b = EventBuilder::with_capacity(ROW_GROUP_ROWS, ROW_GROUP_ROWS * 32);
@@ -87,8 +127,18 @@ fn main() -> anyhow::Result<()> {
             let ev = CallRecord {
                 enter_ns: (n as i64 * step) as u64,
                 exit_ns: (n as i64 * step) as u64 + 1_500,
-                mask: if init { 0 } else { MASKS[((r >> 44) % MASKS.len() as u64) as usize] },
-                ret: if fail { -[9i64, 2, 1, 22][((r >> 48) % 4) as usize] } else if init { 3 } else { 0 },
+                mask: if init {
+                    0
+                } else {
+                    MASKS[((r >> 44) % MASKS.len() as u64) as usize]
+                },
+                ret: if fail {
+                    -[9i64, 2, 1, 22][((r >> 48) % 4) as usize]
+                } else if init {
+                    3
+                } else {
+                    0
+                },
                 cgroup_id: 1 + (r >> 52) % 8,
                 pid,
                 tid: pid + ((r >> 56) % 3) as u32,
@@ -102,7 +152,11 @@ fn main() -> anyhow::Result<()> {
                 flags,
                 dirfd: -100,
                 path_len: if init { 0 } else { file_name.len() as u16 },
-                path_status: if init { PathStatus::Null } else { PathStatus::Ok } as u8,
+                path_status: if init {
+                    PathStatus::Null
+                } else {
+                    PathStatus::Ok
+                } as u8,
                 syscall: if init { SYSCALL_INIT } else { SYSCALL_MARK },
                 comm,
             };
@@ -117,7 +171,10 @@ fn main() -> anyhow::Result<()> {
             w.write(&b.finish()?)?;
         }
         for (k, v) in [
-            (keys::SCHEMA_VERSION, keys::CURRENT_SCHEMA_VERSION.to_string()),
+            (
+                keys::SCHEMA_VERSION,
+                keys::CURRENT_SCHEMA_VERSION.to_string(),
+            ),
             (keys::HOSTNAME, "synthetic".to_string()),
             (keys::EVENTS_WRITTEN, rows.to_string()),
             (keys::EVENTS_LOST, "0".to_string()),
@@ -125,7 +182,8 @@ fn main() -> anyhow::Result<()> {
         ] {
             w.append_key_value_metadata(KeyValue::new(k.to_string(), v));
         }
-        w.close().with_context(|| format!("closing {}", path.display()))?;
+        w.close()
+            .with_context(|| format!("closing {}", path.display()))?;
         written += rows;
         seq += 1;
         eprintln!("{}: {rows} rows", path.display());
