@@ -3,6 +3,7 @@ mod capture;
 mod commands;
 mod format;
 mod functions;
+mod helper;
 mod session;
 
 use std::process::ExitCode;
@@ -25,6 +26,8 @@ struct Cli {
 enum Command {
     /// Run one SQL statement over captures.
     Query(commands::query::QueryArgs),
+    /// An interactive SQL prompt with history and tab completion.
+    Shell(commands::shell::ShellArgs),
     /// Print the calls in time order, one strace-like line each.
     Replay(commands::replay::ReplayArgs),
     /// Show what captures hold: segments, hosts, time span, events, losses, unreadable files.
@@ -85,6 +88,7 @@ fn main() -> ExitCode {
         match cli.command {
             Command::Query(args) => commands::query::run(args, opts).await,
             Command::Replay(args) => commands::replay::run(args, opts).await,
+            Command::Shell(args) => commands::shell::run(args, opts).await,
             Command::Inspect(args) => commands::inspect::run(args, opts).await,
             Command::Playbook(args) => commands::playbook::run(args, opts).await,
             Command::Functions => {

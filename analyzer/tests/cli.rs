@@ -491,3 +491,54 @@ fn losses_are_warned_about() {
     assert!(out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("could not deliver 42 call(s)"));
 }
+
+#[test]
+fn shell_runs_statements_and_backslash_commands_and_keeps_history() {
+    let tmp = tempfile::tempdir().unwrap();
+    let cap = capture(tmp.path());
+    let mut child = Command::new(env!("CARGO_BIN_EXE_fantrace-analyzer"))
+        .args(["shell", "-c", cap.to_str().unwrap()])
+        .env("HOME", tmp.path())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    use std::io::Write as _;
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(b"SELECT count(*) AS n\n  FROM events;\n\\dt\n\\d inits\nSELEC 1;\n\\df\nSELECT max(pid) AS m FROM events;\n\\q\n")
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.contains("| 5 |"),
+        "multi-line statement ran: {stdout}"
+    );
+    assert!(
+        stdout.contains("| inits ") && stdout.contains("| stats "),
+        "\\dt: {stdout}"
+    );
+    assert!(stdout.contains("| class "), "\\d inits: {stdout}");
+    assert!(
+        stdout.contains("has_mask(mask UINT64, name TEXT)"),
+        "\\df: {stdout}"
+    );
+    assert!(
+        stdout.contains("| 200 |"),
+        "the shell goes on after an error: {stdout}"
+    );
+    assert!(String::from_utf8_lossy(&out.stderr).contains("SELEC"));
+    let history = std::fs::read_to_string(tmp.path().join(".fantrace_history")).unwrap();
+    assert!(
+        history.contains("SELECT max(pid) AS m FROM events;"),
+        "{history}"
+    );
+}
