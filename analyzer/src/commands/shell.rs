@@ -83,13 +83,13 @@ pub async fn run(args: ShellArgs, opts: SessionOptions) -> anyhow::Result<()> {
             print_sql(&ctx, &sql, args.max_width).await;
         }
     }
-    if let Some(h) = &history {
-        if let Err(e) = rl.save_history(h) {
-            eprintln!(
-                "fantrace-analyzer: could not save history to {}: {e}",
-                h.display()
-            );
-        }
+    if let Some(h) = &history
+        && let Err(e) = rl.save_history(h)
+    {
+        eprintln!(
+            "fantrace-analyzer: could not save history to {}: {e}",
+            h.display()
+        );
     }
     Ok(())
 }
