@@ -16,6 +16,9 @@ use crate::writer::ToWriter;
 use fantrace_schema::decode::{CallView, strace_line};
 use fantrace_schema::record::{CallRecord, PathStatus, SYSCALL_INIT};
 
+/// Records drained before the loop looks at signals and timers again.
+const DRAIN_CHUNK: u64 = crate::batch::BATCH_ROWS as u64;
+
 /// How often the ring is drained when the probe does not wake us.
 const POLL_INTERVAL: Duration = Duration::from_millis(100);
 /// How long rows may wait in the batcher before going to the writer, at most; never longer
@@ -93,19 +96,32 @@ pub async fn record(
     let mut total = 0u64;
     let mut last_flush = tokio::time::Instant::now();
     let mut status = Status::new();
+    let mut more = false;
     let print = opts.print;
     let reason = loop {
         if total >= limit {
             break StopReason::MaxEvents(limit);
         }
+        // Drain in chunks and go back to select! between them: a storm that refills the ring
+        // as fast as it is read must not keep signals and the timer from being seen.
+        let chunk = (limit - total).min(DRAIN_CHUNK);
         tokio::select! {
             ready = ring.readable_mut() => {
                 let mut guard = ready.context("waiting on the ring buffer")?;
-                total += drain_ring(guard.get_inner_mut(), batcher, tx, limit - total, print)?;
+                let n = drain_ring(guard.get_inner_mut(), batcher, tx, chunk, print)?;
+                total += n;
+                more = n == chunk;
                 guard.clear_ready();
             }
+            _ = std::future::ready(()), if more => {
+                let n = drain_ring(ring.get_mut(), batcher, tx, chunk, print)?;
+                total += n;
+                more = n == chunk;
+            }
             _ = tick.tick() => {
-                total += drain_ring(ring.get_mut(), batcher, tx, limit - total, print)?;
+                let n = drain_ring(ring.get_mut(), batcher, tx, chunk, print)?;
+                total += n;
+                more = n == chunk;
                 let lost = probe.loss_counts()?;
                 *opts.lost.lock().unwrap_or_else(|p| p.into_inner()) = lost;
                 if last_flush.elapsed() >= flush_interval {

@@ -7,8 +7,10 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
+use arrow::array::AsArray as _;
 use arrow::array::RecordBatch;
 use arrow::compute::{concat_batches, sort_to_indices, take_record_batch};
+use arrow::datatypes::TimestampNanosecondType;
 use fantrace_schema::arrow::events_schema;
 use fantrace_schema::metadata as keys;
 use fantrace_schema::record::LossCause;
@@ -178,7 +180,7 @@ impl Writer {
         // rows, not only the row count.
         let cap = ROW_GROUP_MAX_BYTES.min(self.cfg.rotate_size as usize);
         if open.pending_rows >= ROW_GROUP_ROWS || open.pending_bytes >= cap {
-            write_row_group(open)?;
+            write_row_group(open, false)?;
         }
         Ok(())
     }
@@ -311,7 +313,7 @@ impl Writer {
         lost_total: LossCounts,
         stop_reason: String,
     ) -> anyhow::Result<()> {
-        write_row_group(&mut open)?;
+        write_row_group(&mut open, true)?;
         let lost = lost_total.since(&open.lost_at_open);
         let dropped = self.dropped_unreported;
         let rows = open.segment.rows();
@@ -383,8 +385,15 @@ impl Writer {
     }
 }
 
-/// Writes the pending rows, sorted by time, as one row group.
-fn write_row_group(open: &mut Open) -> anyhow::Result<()> {
+/// Rows newer than this (by entry time) than the newest row seen are held back for the next
+/// row group: records arrive in exit order, so a call still inside the kernel when a row group
+/// is cut may have entered before rows already written.
+const HOLD_BACK_NS: i64 = 50_000_000;
+
+/// Writes the pending rows, sorted by time, as one row group. Unless `all`, the newest
+/// [`HOLD_BACK_NS`] of rows stay pending, so that rows written across row groups stay in time
+/// order; they are written anyway once four row groups' worth are held, to bound memory.
+fn write_row_group(open: &mut Open, all: bool) -> anyhow::Result<()> {
     if open.pending.is_empty() {
         return Ok(());
     }
@@ -397,8 +406,28 @@ fn write_row_group(open: &mut Open) -> anyhow::Result<()> {
         .column_by_name("time")
         .ok_or_else(|| anyhow::anyhow!("batch without a time column"))?;
     let order = sort_to_indices(time, None, None)?;
-    open.segment.write(&take_record_batch(&batch, &order)?)?;
-    open.segment.flush_row_group()
+    let sorted = take_record_batch(&batch, &order)?;
+    let times = sorted
+        .column_by_name("time")
+        .and_then(|c| c.as_primitive_opt::<TimestampNanosecondType>())
+        .ok_or_else(|| anyhow::anyhow!("time column is not a nanosecond timestamp"))?;
+    let keep_from = if all || sorted.num_rows() >= 4 * ROW_GROUP_ROWS {
+        sorted.num_rows()
+    } else {
+        let cutoff = times.value(sorted.num_rows() - 1) - HOLD_BACK_NS;
+        times.values().partition_point(|&t| t <= cutoff)
+    };
+    if keep_from > 0 {
+        open.segment.write(&sorted.slice(0, keep_from))?;
+        open.segment.flush_row_group()?;
+    }
+    if keep_from < sorted.num_rows() {
+        let held = sorted.slice(keep_from, sorted.num_rows() - keep_from);
+        open.pending_rows = held.num_rows();
+        open.pending_bytes = held.get_array_memory_size();
+        open.pending.push(held);
+    }
+    Ok(())
 }
 
 /// This recorder's finished segments in `dir`, oldest first.

@@ -129,7 +129,7 @@ fn sigterm_during_a_storm_drains_and_closes_a_complete_file() {
     }
     let tmp = tempfile::tempdir().unwrap();
     let capture = tmp.path().join("capture");
-    let storm = PausedWorkload::start(&["--storm", "1000000", "--threads", "2"]);
+    let storm = PausedWorkload::start(&["--storm", "4000000", "--threads", "2"]);
     let pid = storm.pid;
     let rec = Recorder::start(&capture, &["--pid", &pid.to_string()]);
     let waiter = std::thread::spawn(move || storm.go());
@@ -151,6 +151,10 @@ fn sigterm_during_a_storm_drains_and_closes_a_complete_file() {
         "metadata matches the rows"
     );
     assert!(w > 0, "the storm was recorded while attached");
+    assert!(
+        w + l < made,
+        "the signal came during the storm, not after it"
+    );
     // Calls after the probe detached are neither written nor lost: they were never seen.
     assert!(w + l <= made, "written {w} + lost {l} vs {made} calls");
     assert!(
@@ -159,15 +163,42 @@ fn sigterm_during_a_storm_drains_and_closes_a_complete_file() {
             .unwrap()
             .starts_with("signal SIGTERM")
     );
-    // Rows of each row group come out in time order.
-    let unordered = query_json(
-        &capture,
-        "SELECT count(*) AS n FROM (SELECT time < lag(time) OVER () AS back FROM events) WHERE back",
+    // Rows come out in time order, read in file order (SQL gives no file order).
+    let unordered = out_of_order_rows(&capture);
+    eprintln!("storm: {made} calls, {w} written, {l} lost, {unordered} out of order");
+    // Only a call that stayed inside the kernel for longer than the writer's 50 ms hold-back
+    // can land out of order; in a storm of fast-failing calls that is rare.
+    assert!(
+        unordered * 10_000 <= w,
+        "{unordered} of {w} rows out of time order"
     );
-    eprintln!(
-        "storm: {made} calls, {w} written, {l} lost, {} out of order",
-        unordered[0]["n"]
-    );
+}
+
+/// Rows whose time is earlier than the previous row's, in each segment's file order.
+fn out_of_order_rows(capture: &Path) -> u64 {
+    use arrow::array::AsArray as _;
+    let (segments, _) = segments(capture);
+    let mut unordered = 0;
+    for seg in segments {
+        let file = std::fs::File::open(&seg).unwrap();
+        let reader = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(file)
+            .unwrap()
+            .build()
+            .unwrap();
+        let mut last = i64::MIN;
+        for batch in reader {
+            let batch = batch.unwrap();
+            let times = batch
+                .column_by_name("time")
+                .unwrap()
+                .as_primitive::<arrow::datatypes::TimestampNanosecondType>();
+            for &t in times.values() {
+                unordered += u64::from(t < last);
+                last = t;
+            }
+        }
+    }
+    unordered
 }
 
 fn refused(output: &Path, expect_in_error: &str) {
