@@ -65,16 +65,19 @@ demo() {
     kill -0 "$rec_pid" 2>/dev/null || { cat "$rec_out"; exit 1; }
     sleep 0.1
   done
-  say "running the demo workload (fanotify_init + 11 fanotify_mark calls)"
+  say "running the demo workload (fanotify_init and fanotify_mark calls with known arguments)"
   "$bin/fantrace-workload" >/dev/null
   kill -INT "$rec_pid"
   wait "$rec_pid"
   cat "$rec_out"
   say "fantrace-analyzer query --capture $capture \"...\""
   "$bin/fantrace-analyzer" query --capture "$capture" \
-    "SELECT time, pid, tid, comm, fanotify_fd AS fd, fan_flag_names(flags) AS flags,
-            fan_mask_names(mask) AS mask, dirfd, pathname, ret, errno_name(ret) AS error
+    "SELECT time, pid, tid, comm, uid, fanotify_fd AS fd, fan_flag_names(flags) AS flags,
+            fan_mask_names(mask) AS mask, dirfd, pathname, pathname_status AS path,
+            ret, errno_name(ret) AS error
        FROM events WHERE comm LIKE 'fantrace-wl%' ORDER BY time"
+  "$bin/fantrace-analyzer" query --capture "$capture" \
+    "SELECT time, pid, comm, flag_names, class, fd FROM inits ORDER BY time"
   "$bin/fantrace-analyzer" query --capture "$capture" \
     "SELECT hostname, kernel_release, events_written, events_lost, stop_reason FROM stats"
   echo "capture kept in $capture; query it with: target/debug/fantrace-analyzer query --capture $capture \"SELECT ...\""
