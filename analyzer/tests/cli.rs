@@ -260,6 +260,9 @@ fn replay_prints_strace_lines_with_filters() {
     let evil = ok(&["replay", "-c", c, "--comm", "evil", "--where", "ret < 0"]);
     assert_eq!(evil.lines().count(), 1);
     assert!(evil.contains("= -1 EBADF"));
+    // Paced at 1000x: the 4 ms the calls span take about 4 µs.
+    let paced = ok(&["replay", "-c", c, "--speed", "1000"]);
+    assert_eq!(paced, all);
     let by_pid = ok(&["replay", "-c", c, "--pid", "100"]);
     assert_eq!(by_pid.lines().count(), 2);
     // T0 + 3 ms is the third call; --since/--until select by wall time.

@@ -96,6 +96,14 @@ impl Recorder {
         self.stdout_rest.try_iter().collect::<Vec<_>>().join("\n")
     }
 
+    /// Waits for the recorder to stop by itself (`--duration`, `--max-events`); exit must be 0.
+    pub fn wait_exit(mut self) -> String {
+        let mut child = self.child.take().expect("recorder running");
+        let status = child.wait().expect("waiting for the recorder");
+        assert!(status.success(), "recorder exited with {status}");
+        self.stdout_rest.try_iter().collect::<Vec<_>>().join("\n")
+    }
+
     pub fn stop(self) -> String {
         self.stop_with(libc::SIGINT)
     }

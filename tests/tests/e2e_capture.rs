@@ -393,3 +393,20 @@ fn print_mode_prints_each_call_as_recorded() {
         "{ours:#?}"
     );
 }
+
+#[test]
+fn max_events_stops_the_recorder_by_itself() {
+    if !require_probe("max_events_stops_the_recorder_by_itself") {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let capture = tmp.path().join("capture");
+    let workload = fantrace_tests::harness::PausedWorkload::start(&["--storm", "20"]);
+    let pid = workload.pid.to_string();
+    let rec = Recorder::start(&capture, &["--max-events", "5", "--pid", &pid]);
+    workload.go();
+    rec.wait_exit();
+    let stats = query_json(&capture, "SELECT events_written, stop_reason FROM stats");
+    assert_eq!(stats[0]["events_written"], 5);
+    assert_eq!(stats[0]["stop_reason"], "max events 5 reached");
+}
