@@ -2,6 +2,8 @@
 # The README's two commands:
 #   sudo ./fantrace.sh demo   install what is missing, build, record a demo workload, query it
 #   sudo ./fantrace.sh test   install what is missing, build, run the whole test suite
+# and the benchmarks (README, Performance):
+#   sudo ./fantrace.sh bench  install what is missing and the peers, build optimized, print the table
 # Installing is idempotent: each step checks first and costs well under a second when done.
 set -euo pipefail
 cd "$(dirname "$0")"
@@ -44,6 +46,21 @@ setup_test_tools() {
   if ! python3 -c 'import pyarrow.parquet' >/dev/null 2>&1; then
     say "installing pyarrow (independent Parquet reader for the tests)"
     python3 -m pip install --quiet --disable-pip-version-check --root-user-action=ignore pyarrow
+  fi
+}
+
+setup_bench_peers() {
+  # The peers the bench compares with. A missing one is reported in the table, not faked.
+  if ! command -v bpftrace >/dev/null 2>&1; then
+    say "installing bpftrace (peer tracer)"
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq bpftrace >/dev/null \
+      || say "bpftrace could not be installed; its columns will say so"
+  fi
+  if ! python3 -c 'import duckdb' >/dev/null 2>&1; then
+    say "installing duckdb (peer query engine)"
+    python3 -m pip install --quiet --disable-pip-version-check --root-user-action=ignore duckdb \
+      || say "duckdb could not be installed; its columns will say so"
   fi
 }
 
@@ -95,5 +112,11 @@ run_tests() {
 case "${1:-}" in
   demo) need_root demo; setup; build; demo ;;
   test) need_root test; setup; setup_test_tools; build; run_tests ;;
-  *) echo "usage: sudo $0 demo|test" >&2; exit 2 ;;
+  bench)
+    need_root bench; setup; setup_bench_peers
+    say "building the workspace (optimized)"
+    cargo build --release --workspace --bins
+    shift
+    target/release/fantrace-bench "$@" ;;
+  *) echo "usage: sudo $0 demo|test|bench [bench options]" >&2; exit 2 ;;
 esac

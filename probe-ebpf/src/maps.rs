@@ -1,6 +1,10 @@
 //! The probe's maps. Sizes here are defaults; the recorder resizes `EVENTS` at load time.
+use core::ffi::c_void;
+
 use aya_ebpf::{
-    macros::map,
+    bindings::{BPF_F_NO_PREALLOC, BPF_LOCAL_STORAGE_GET_F_CREATE, bpf_map_type},
+    helpers::generated::{bpf_get_current_task_btf, bpf_task_storage_get},
+    macros::{btf_map, map},
     maps::{HashMap, PerCpuArray, RingBuf},
 };
 use fantrace_schema::record::{LossCause, PendingCall};
@@ -9,11 +13,12 @@ use fantrace_schema::record::{LossCause, PendingCall};
 #[map(name = "EVENTS")]
 pub static EVENTS: RingBuf = RingBuf::with_byte_size(16 * 1024 * 1024, 0);
 
-/// Calls between syscall entry and exit, by thread id. Not preallocated: each entry holds a
-/// full PATH_MAX buffer, and only threads inside `fanotify_mark` at the same moment need one.
-#[map(name = "PENDING")]
-pub static PENDING: HashMap<u32, PendingCall> =
-    HashMap::with_max_entries(65536, aya_ebpf::bindings::BPF_F_NO_PREALLOC);
+/// The call a thread is inside, from syscall entry to exit: task-local storage, so entry
+/// writes the arguments and path straight into the thread's own slot and exit finds it with
+/// no hash lookup, insert or delete (with a hash map keyed by tid those cost more than the
+/// rest of the probe together). The kernel frees a slot when its thread exits.
+#[btf_map(name = "PENDING")]
+pub static PENDING: TaskStorage<PendingCall> = TaskStorage::new();
 
 // In-kernel filters (key -> FILTER_INCLUDE / FILTER_EXCLUDE), filled by the recorder before it
 // attaches; a filtered call costs no ring-buffer space.
@@ -26,10 +31,6 @@ pub static COMM_FILTER: HashMap<[u8; 16], u8> = HashMap::with_max_entries(1024, 
 #[map(name = "CGROUP_FILTER")]
 pub static CGROUP_FILTER: HashMap<u64, u8> = HashMap::with_max_entries(1024, 0);
 
-/// Per-CPU scratch where the entry record is built: it is too large for the 512-byte stack.
-#[map(name = "SCRATCH")]
-pub static SCRATCH: PerCpuArray<PendingCall> = PerCpuArray::with_max_entries(1, 0);
-
 /// Calls the probe could not deliver, per CPU, indexed by `LossCause`.
 #[map(name = "LOST")]
 pub static LOST: PerCpuArray<u64> = PerCpuArray::with_max_entries(LossCause::COUNT, 0);
@@ -39,5 +40,61 @@ pub fn count_lost(cause: LossCause) {
     if let Some(slot) = LOST.get_ptr_mut(cause as u32) {
         // Per-CPU slot and tracepoint programs do not nest on one CPU: a plain add is exact.
         unsafe { *slot += 1 };
+    }
+}
+
+/// A `BPF_MAP_TYPE_TASK_STORAGE` map, declared the way BTF-defined maps are (aya-ebpf 0.2
+/// ships inode and cgroup storage but not task storage). The fields are never read: their
+/// types are the definition the loader reads from BTF.
+#[repr(C)]
+pub struct TaskStorage<V> {
+    r#type: *const [i32; bpf_map_type::BPF_MAP_TYPE_TASK_STORAGE as usize],
+    key: *const i32,
+    value: *const V,
+    max_entries: *const [i32; 0],
+    map_flags: *const [i32; BPF_F_NO_PREALLOC as usize],
+}
+
+// SAFETY: the fields are placeholders patched by the loader and never dereferenced.
+unsafe impl<V> Sync for TaskStorage<V> {}
+
+impl<V> TaskStorage<V> {
+    pub const fn new() -> Self {
+        TaskStorage {
+            r#type: core::ptr::null(),
+            key: core::ptr::null(),
+            value: core::ptr::null(),
+            max_entries: core::ptr::null(),
+            map_flags: core::ptr::null(),
+        }
+    }
+
+    #[inline(always)]
+    fn get(&self, flags: u64) -> Option<&'static mut V> {
+        // SAFETY: the helper takes the map and the BTF task pointer it was designed for; a
+        // non-NULL result points at this task's value, valid until the program returns.
+        unsafe {
+            let task = bpf_get_current_task_btf();
+            let p = bpf_task_storage_get(
+                core::ptr::from_ref(self).cast_mut().cast::<c_void>(),
+                task,
+                core::ptr::null_mut(),
+                flags,
+            );
+            p.cast::<V>().as_mut()
+        }
+    }
+
+    /// The current thread's value, created zeroed on first use; `None` when the kernel could
+    /// not allocate it.
+    #[inline(always)]
+    pub fn current_or_create(&self) -> Option<&'static mut V> {
+        self.get(u64::from(BPF_LOCAL_STORAGE_GET_F_CREATE))
+    }
+
+    /// The current thread's value, if it has one.
+    #[inline(always)]
+    pub fn current(&self) -> Option<&'static mut V> {
+        self.get(0)
     }
 }

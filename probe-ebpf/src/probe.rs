@@ -1,6 +1,5 @@
 //! The two tracepoint programs.
 use aya_ebpf::{
-    EbpfContext,
     bindings::{BPF_RB_FORCE_WAKEUP, BPF_RB_NO_WAKEUP},
     helpers::{
         bpf_get_current_cgroup_id, bpf_get_current_comm, bpf_get_current_pid_tgid,
@@ -16,7 +15,7 @@ use fantrace_schema::record::{
 };
 
 use crate::maps::{
-    CGROUP_FILTER, COMM_FILTER, EVENTS, PENDING, PID_FILTER, SCRATCH, UID_FILTER, count_lost,
+    CGROUP_FILTER, COMM_FILTER, EVENTS, PENDING, PID_FILTER, UID_FILTER, count_lost,
 };
 
 /// The recorder's own tgid; its calls are not recorded. Set at load time.
@@ -30,6 +29,10 @@ static WAKEUP_BYTES: u64 = 0;
 /// FilterKind bits: for each, record only keys marked FILTER_INCLUDE. Set at load time.
 #[unsafe(no_mangle)]
 static INCLUDE_ONLY: u8 = 0;
+
+/// FilterKind bits of the filter maps holding any key. Set at load time.
+#[unsafe(no_mangle)]
+static FILTERS_IN_USE: u8 = 0;
 
 /// `BPF_RB_AVAIL_DATA` for `bpf_ringbuf_query`.
 const RB_AVAIL_DATA: u64 = 0;
@@ -75,7 +78,7 @@ pub fn fanotify_init_exit(ctx: TracePointContext) -> u32 {
 
 #[inline(always)]
 fn try_init_enter(ctx: &TracePointContext) -> Result<(), i32> {
-    let Some((tid, pending)) = begin()? else {
+    let Some(pending) = begin() else {
         return Ok(());
     };
     let ev = &mut pending.event;
@@ -88,32 +91,33 @@ fn try_init_enter(ctx: &TracePointContext) -> Result<(), i32> {
         ev.flags = ctx.read_at::<u64>(INIT_ARG_FLAGS)? as u32;
         ev.mask = ctx.read_at::<u64>(INIT_ARG_EVENT_F_FLAGS)? & 0xffff_ffff;
     }
-    if PENDING.insert(tid, &*pending, 0).is_err() {
-        count_lost(LossCause::PendingFull);
-    }
     Ok(())
 }
 
 /// The part of syscall entry both syscalls share: filters, then time and caller context into
-/// the per-CPU scratch record. `None` when the caller is not recorded.
+/// the thread's pending record. `None` when the caller is not recorded (or, counted as lost,
+/// when the kernel could not allocate the record). The record is live once `enter_ns` is set;
+/// a syscall returns only after its entry program finished, so exit never sees it half-made.
 #[inline(always)]
-fn begin() -> Result<Option<(u32, &'static mut PendingCall)>, i32> {
+fn begin() -> Option<&'static mut PendingCall> {
     let enter_ns = unsafe { bpf_ktime_get_boot_ns() };
     let pid_tgid = bpf_get_current_pid_tgid();
     let tgid = (pid_tgid >> 32) as u32;
     let tid = pid_tgid as u32;
     if tgid == unsafe { core::ptr::read_volatile(&RECORDER_TGID) } {
-        return Ok(None);
+        return None;
     }
     let uid_gid = bpf_get_current_uid_gid();
     let uid = uid_gid as u32;
     let cgroup_id = unsafe { bpf_get_current_cgroup_id() };
     let comm = bpf_get_current_comm().unwrap_or([0; 16]);
     if filtered_out(tgid, uid, &comm, cgroup_id) {
-        return Ok(None);
+        return None;
     }
-    let pending = SCRATCH.get_ptr_mut(0).ok_or(-1)?;
-    let pending = unsafe { &mut *pending };
+    let Some(pending) = PENDING.current_or_create() else {
+        count_lost(LossCause::PendingFull);
+        return None;
+    };
     let ev = &mut pending.event;
     ev.enter_ns = enter_ns;
     ev.exit_ns = 0;
@@ -129,12 +133,12 @@ fn begin() -> Result<Option<(u32, &'static mut PendingCall)>, i32> {
     ev.mnt_ns = task.mnt_ns;
     ev.pid_ns = task.pid_ns;
     ev._pad2 = 0;
-    Ok(Some((tid, pending)))
+    Some(pending)
 }
 
 #[inline(always)]
 fn try_enter(ctx: &TracePointContext) -> Result<(), i32> {
-    let Some((tid, pending)) = begin()? else {
+    let Some(pending) = begin() else {
         return Ok(());
     };
     let ev = &mut pending.event;
@@ -166,9 +170,6 @@ fn try_enter(ctx: &TracePointContext) -> Result<(), i32> {
     let ev = &mut pending.event;
     ev.path_len = len as u16;
     ev.path_status = status as u8;
-    if PENDING.insert(tid, &*pending, 0).is_err() {
-        count_lost(LossCause::PendingFull);
-    }
     Ok(())
 }
 
@@ -177,48 +178,43 @@ fn try_enter(ctx: &TracePointContext) -> Result<(), i32> {
 /// comparing Option<u8> (it reads a register left unset on the None path).
 #[inline(always)]
 fn filtered_out(tgid: u32, uid: u32, comm: &[u8; 16], cgroup_id: u64) -> bool {
+    let in_use = unsafe { core::ptr::read_volatile(&FILTERS_IN_USE) };
+    if in_use == 0 {
+        return false;
+    }
     let include_only = unsafe { core::ptr::read_volatile(&INCLUDE_ONLY) };
-    let marks = [
-        (FilterKind::Pid, unsafe { PID_FILTER.get(tgid) }.copied()),
-        (FilterKind::Uid, unsafe { UID_FILTER.get(uid) }.copied()),
-        (FilterKind::Comm, unsafe { COMM_FILTER.get(comm) }.copied()),
-        (
-            FilterKind::Cgroup,
-            unsafe { CGROUP_FILTER.get(cgroup_id) }.copied(),
-        ),
-    ];
-    for (kind, mark) in marks {
+    let drops = |kind: FilterKind, mark: Option<&u8>| -> bool {
         let mark: u8 = match mark {
-            Some(v) => v,
+            Some(v) => *v,
             None => 0,
         };
-        if mark == FILTER_EXCLUDE {
-            return true;
-        }
-        if include_only & (kind as u8) != 0 && mark != FILTER_INCLUDE {
-            return true;
-        }
-    }
-    false
+        mark == FILTER_EXCLUDE || (include_only & (kind as u8) != 0 && mark != FILTER_INCLUDE)
+    };
+    let used = |kind: FilterKind| in_use & (kind as u8) != 0;
+    (used(FilterKind::Pid) && drops(FilterKind::Pid, unsafe { PID_FILTER.get(tgid) }))
+        || (used(FilterKind::Uid) && drops(FilterKind::Uid, unsafe { UID_FILTER.get(uid) }))
+        || (used(FilterKind::Comm) && drops(FilterKind::Comm, unsafe { COMM_FILTER.get(comm) }))
+        || (used(FilterKind::Cgroup)
+            && drops(FilterKind::Cgroup, unsafe { CGROUP_FILTER.get(cgroup_id) }))
 }
 
 #[inline(always)]
 fn try_exit(ctx: &TracePointContext) -> Result<(), i32> {
     let exit_ns = unsafe { bpf_ktime_get_boot_ns() };
-    let tid = bpf_get_current_pid_tgid() as u32;
-    // No pending entry: the call began before the probe was attached, belongs to the
-    // recorder, or its entry was already counted as lost.
-    let pending = PENDING.get_ptr_mut(tid).ok_or(0)?;
-    let ret = unsafe { ctx.read_at::<i64>(EXIT_RET) };
-    {
-        let ev = unsafe { &mut (*pending).event };
-        ev.exit_ns = exit_ns;
-        ev.ret = ret.unwrap_or(i64::MIN);
+    // No live record: the call began before the probe was attached, belongs to the recorder
+    // or a filtered process, or its entry was already counted as lost.
+    let pending = PENDING.current().ok_or(0)?;
+    if pending.event.enter_ns == 0 {
+        return Ok(());
     }
+    let ret = unsafe { ctx.read_at::<i64>(EXIT_RET) };
+    pending.event.exit_ns = exit_ns;
+    pending.event.ret = ret.unwrap_or(i64::MIN);
     // Mask the length so the verifier can prove the copy stays inside the map value.
-    let path_len = (unsafe { (*pending).event.path_len } as usize) & (PATH_BUF - 1);
+    let path_len = (pending.event.path_len as usize) & (PATH_BUF - 1);
     let size = CALL_RECORD_SIZE + path_len;
-    let bytes = unsafe { core::slice::from_raw_parts(pending as *const u8, size) };
+    let bytes =
+        unsafe { core::slice::from_raw_parts(core::ptr::from_ref(&*pending).cast::<u8>(), size) };
     let wake = if EVENTS.query(RB_AVAIL_DATA) >= unsafe { core::ptr::read_volatile(&WAKEUP_BYTES) }
     {
         BPF_RB_FORCE_WAKEUP
@@ -228,7 +224,6 @@ fn try_exit(ctx: &TracePointContext) -> Result<(), i32> {
     if EVENTS.output::<[u8]>(bytes, wake as u64).is_err() {
         count_lost(LossCause::RingFull);
     }
-    let _ = PENDING.remove(tid);
-    let _ = ctx.as_ptr();
+    pending.event.enter_ns = 0;
     Ok(())
 }

@@ -160,6 +160,10 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             exclude_cgroups: cli.exclude_cgroups.clone(),
         },
     })?;
+    // Loading parsed the kernel's whole BTF (tens of MiB, freed by now); hand that memory
+    // back so a recorder running for days does not keep it resident.
+    // SAFETY: malloc_trim only releases free heap memory.
+    unsafe { libc::malloc_trim(0) };
     dest.create()?;
     let clock_offset_ns = clock::boot_to_wall_offset_ns();
     let lost_cell = Arc::new(Mutex::new(probe::LossCounts::default()));

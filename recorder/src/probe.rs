@@ -57,6 +57,23 @@ impl Filters {
         }
         bits
     }
+
+    /// The filters holding any key at all: the probe looks up no other filter map, so an
+    /// unfiltered recorder costs the traced calls no map lookups.
+    fn in_use(&self) -> u8 {
+        let mut bits = self.include_only();
+        for (set, kind) in [
+            (!self.exclude_pids.is_empty(), FilterKind::Pid),
+            (!self.exclude_uids.is_empty(), FilterKind::Uid),
+            (!self.exclude_comms.is_empty(), FilterKind::Comm),
+            (!self.exclude_cgroups.is_empty(), FilterKind::Cgroup),
+        ] {
+            if set {
+                bits |= kind as u8;
+            }
+        }
+        bits
+    }
 }
 
 fn fill_filter<K: aya::Pod>(
@@ -110,6 +127,7 @@ impl Probe {
         // Wake the recorder once a quarter of the ring is unread; below that it polls.
         let wakeup_bytes: u64 = u64::from(ring / 4);
         let include_only: u8 = opts.filters.include_only();
+        let filters_in_use: u8 = opts.filters.in_use();
         let (offsets, missing) = crate::btf::kernel_offsets()?;
         if !missing.is_empty() {
             tracing::warn!(
@@ -118,9 +136,13 @@ impl Probe {
             );
         }
         let mut ebpf = EbpfLoader::new()
+            // PENDING is task storage, which aya 0.14 creates but cannot wrap; only the probe
+            // touches it.
+            .allow_unsupported_maps()
             .override_global(names::RECORDER_TGID_GLOBAL, &own_tgid, true)
             .override_global(names::WAKEUP_BYTES_GLOBAL, &wakeup_bytes, true)
             .override_global(names::INCLUDE_ONLY_GLOBAL, &include_only, true)
+            .override_global(names::FILTERS_IN_USE_GLOBAL, &filters_in_use, true)
             .override_global(names::KERNEL_OFFSETS_GLOBAL, &offsets[..], true)
             .map_max_entries(names::EVENTS_MAP, ring)
             .load(PROBE_OBJECT)

@@ -86,8 +86,9 @@ pub struct WriterSummary {
 /// In-memory size of the rows held for one row group at most.
 const ROW_GROUP_MAX_BYTES: usize = 16 * 1024 * 1024;
 
-/// Batches waiting for the writer; bounded so a stalled disk shows up as back-pressure.
-const QUEUE: usize = 64;
+/// Batches waiting for the writer; bounded so a stalled disk or a writer behind a storm shows
+/// up as back-pressure (the ring fills and the probe counts the loss), never as unbounded memory.
+const QUEUE: usize = 4;
 
 /// The running writer: where to send batches, a signal that fires when it stops (so the drain
 /// loop stops too when a write fails, even while no events arrive), and its result.
@@ -397,16 +398,30 @@ fn write_row_group(open: &mut Open, all: bool) -> anyhow::Result<()> {
     if open.pending.is_empty() {
         return Ok(());
     }
-    let schema = open.pending[0].schema();
-    let batch = concat_batches(&schema, &open.pending)?;
+    // Copy rows only when needed: a lone batch needs no concatenation, and one already in
+    // time order (the common case: records arrive in exit order, which is entry order unless
+    // calls on different threads overlap) needs no reordering.
+    let batch = if open.pending.len() == 1 {
+        open.pending.remove(0)
+    } else {
+        let schema = open.pending[0].schema();
+        concat_batches(&schema, &open.pending)?
+    };
     open.pending.clear();
     open.pending_rows = 0;
     open.pending_bytes = 0;
     let time = batch
         .column_by_name("time")
         .ok_or_else(|| anyhow::anyhow!("batch without a time column"))?;
-    let order = sort_to_indices(time, None, None)?;
-    let sorted = take_record_batch(&batch, &order)?;
+    let in_order = time
+        .as_primitive_opt::<TimestampNanosecondType>()
+        .is_some_and(|t| t.values().is_sorted());
+    let sorted = if in_order {
+        batch
+    } else {
+        let order = sort_to_indices(time, None, None)?;
+        take_record_batch(&batch, &order)?
+    };
     let times = sorted
         .column_by_name("time")
         .and_then(|c| c.as_primitive_opt::<TimestampNanosecondType>())

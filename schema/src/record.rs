@@ -30,6 +30,9 @@ pub mod names {
     /// Global: a [`super::FilterKind`] bit set; for each set bit only keys marked include in
     /// that filter's map are recorded.
     pub const INCLUDE_ONLY_GLOBAL: &str = "INCLUDE_ONLY";
+    /// Global: a [`super::FilterKind`] bit set of the filter maps holding any key; the probe
+    /// looks up no other.
+    pub const FILTERS_IN_USE_GLOBAL: &str = "FILTERS_IN_USE";
     /// Global `[u32; KernelOffset::COUNT]`: field offsets in kernel structures, resolved from
     /// the running kernel's BTF by the recorder at load time.
     pub const KERNEL_OFFSETS_GLOBAL: &str = "KERNEL_OFFSETS";
@@ -153,7 +156,7 @@ impl KernelOffset {
 pub enum LossCause {
     /// The ring buffer had no room for the record.
     RingFull = 0,
-    /// The table of in-flight calls was full at syscall entry.
+    /// The kernel could not allocate the thread's in-flight record at syscall entry.
     PendingFull = 1,
 }
 

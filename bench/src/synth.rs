@@ -1,10 +1,11 @@
-//! Writes a synthetic capture of realistic shape (many processes, paths, flags, some failures
-//! and permission marks, time-ordered over a day) for analyzer benchmarks and pruning checks.
-//! Rows go through the schema crate's builder and the segment layout the recorder uses.
+//! A synthetic capture of realistic shape (many processes, paths, flags, some failures and
+//! permission marks, time-ordered over a day) for the analyzer benchmarks: recording 10
+//! million real calls would measure the recorder, not the analyzer. Rows go through the
+//! schema crate's builder and the segment layout the recorder uses.
 use std::path::PathBuf;
 
 use anyhow::Context as _;
-use clap::Parser;
+use clap::Args;
 use fantrace_schema::arrow::{EventBuilder, ProcessInfo, events_schema};
 use fantrace_schema::layout::{ROW_GROUP_ROWS, writer_properties};
 use fantrace_schema::metadata as keys;
@@ -12,21 +13,21 @@ use fantrace_schema::record::{CallRecord, PathStatus, SYSCALL_INIT, SYSCALL_MARK
 use parquet::arrow::ArrowWriter;
 use parquet::file::metadata::KeyValue;
 
-#[derive(Parser)]
-struct Args {
+#[derive(Args, Debug, Clone)]
+pub struct SynthArgs {
     /// Capture directory to create.
     #[arg(long)]
-    output: PathBuf,
+    pub output: PathBuf,
     /// Calls to generate.
     #[arg(long, default_value_t = 10_000_000)]
-    events: u64,
+    pub events: u64,
     /// Rows per segment file.
     #[arg(long, default_value_t = 2_000_000)]
-    segment_rows: u64,
+    pub segment_rows: u64,
 }
 
 /// 2026-11-01T00:00:00Z, and one day of calls after it.
-const T0: i64 = 1_793_491_200_000_000_000;
+pub const T0: i64 = 1_793_491_200_000_000_000;
 const SPAN_NS: i64 = 86_400_000_000_000;
 
 const COMMS: &[&str] = &[
@@ -77,8 +78,10 @@ const MASKS: &[u64] = &[
     0x10_0000,
 ];
 
-fn main() -> anyhow::Result<()> {
-    let args = Args::parse();
+/// Distinct processes in the capture; each keeps one name for its life.
+const PROCESSES: u64 = 3000;
+
+pub fn run(args: &SynthArgs) -> anyhow::Result<()> {
     std::fs::create_dir_all(&args.output)
         .with_context(|| format!("creating {}", args.output.display()))?;
     let mut x: u64 = 0x2545_f491_4f6c_dd1d;
@@ -105,18 +108,20 @@ fn main() -> anyhow::Result<()> {
             .join(format!("fantrace-synthetic-{seq:06}.parquet"));
         let file =
             std::fs::File::create(&path).with_context(|| format!("creating {}", path.display()))?;
-        let props = writer_properties("fantrace-synth")?;
+        let props = writer_properties("fantrace-bench synth")?;
         let mut w = ArrowWriter::try_new(file, events_schema(), Some(props))?;
         let mut b = EventBuilder::with_capacity(ROW_GROUP_ROWS, ROW_GROUP_ROWS * 32);
         for i in 0..rows {
             let n = written + i;
             let r = rand();
-            let proc_ix = (r % COMMS.len() as u64) as usize;
-            let pid = 1000 + (r >> 8) as u32 % 500;
+            // A few busy processes make most calls, as in a real capture.
+            let p = (r % PROCESSES) * ((r >> 8) % PROCESSES) / PROCESSES;
+            let pid = 1000 + p as u32 * 7;
+            let proc_ix = (p * 2_654_435_761 % COMMS.len() as u64) as usize;
             let init = r % 97 == 0;
             let fail = (r >> 20) % 33 == 0;
             let dir = DIRS[((r >> 24) % DIRS.len() as u64) as usize];
-            let file_name = format!("{dir}/f{}", (r >> 32) % 2000);
+            let file_name = format!("{dir}/f{}", (r >> 32) % 20_000);
             let mut comm = [0u8; 16];
             comm[..COMMS[proc_ix].len()].copy_from_slice(COMMS[proc_ix].as_bytes());
             let flags = if init {
@@ -186,7 +191,7 @@ fn main() -> anyhow::Result<()> {
             .with_context(|| format!("closing {}", path.display()))?;
         written += rows;
         seq += 1;
-        eprintln!("{}: {rows} rows", path.display());
+        eprintln!("wrote {}: {rows} rows", path.display());
     }
     Ok(())
 }

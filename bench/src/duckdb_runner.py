@@ -1,0 +1,29 @@
+# Runs the bench's queries in DuckDB over the same Parquet files fantrace-analyzer reads.
+# Input (stdin, JSON): {"files": GLOB, "repeat": N, "queries": [{"name", "sql"}]}.
+# Output (stdout, JSON): {name: {"seconds": [...], "rows": R, "checksum": C}}.
+# Times cover the query alone (execute + fetch), not Python's or DuckDB's start-up: the
+# comparison is conservative for fantrace, whose times include its whole process.
+import json
+import sys
+import time
+
+import duckdb
+
+spec = json.load(sys.stdin)
+con = duckdb.connect()
+con.execute(
+    "CREATE VIEW events AS SELECT * EXCLUDE (syscall) FROM read_parquet(?) "
+    "WHERE syscall = 'fanotify_mark'",
+    [spec["files"]],
+)
+out = {}
+for q in spec["queries"]:
+    seconds = []
+    rows = []
+    for _ in range(spec["repeat"] + 1):  # the first run warms the page cache, as for fantrace
+        t = time.perf_counter()
+        rows = con.execute(q["sql"]).fetchall()
+        seconds.append(time.perf_counter() - t)
+    checksum = sum(r[-1] for r in rows if isinstance(r[-1], (int, float)))
+    out[q["name"]] = {"seconds": seconds[1:], "rows": len(rows), "checksum": checksum}
+json.dump(out, sys.stdout)

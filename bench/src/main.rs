@@ -1,0 +1,159 @@
+//! `fantrace-bench`: runs every benchmark scenario and prints one table (figure, fantrace's
+//! value, the peer's, their ratio, the target). Every ratio is measured against its own
+//! baseline in the same invocation, repeated, and reported as a median.
+mod analysis;
+mod caller;
+mod capture_cost;
+mod procfs;
+mod queries;
+mod report;
+mod stats;
+mod synth;
+mod tracer;
+
+use std::path::PathBuf;
+
+use anyhow::{Context as _, bail};
+use clap::{Parser, Subcommand};
+
+use crate::caller::Mode;
+use crate::capture_cost::Bench;
+
+#[derive(Parser)]
+#[command(
+    version,
+    about = "Benchmarks fantrace against bare calls, bpftrace and DuckDB (needs root)"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Cmd>,
+    #[command(flatten)]
+    run: RunArgs,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Run the scenarios and print the table (the default).
+    Run(RunArgs),
+    /// The calling loop itself (the bench runs it in a child process).
+    Call(caller::CallArgs),
+    /// Write a synthetic capture of realistic shape.
+    Synth(synth::SynthArgs),
+}
+
+#[derive(clap::Args, Clone)]
+struct RunArgs {
+    /// Scratch directory for captures (the synthetic one is kept for reuse).
+    #[arg(long, default_value = "/var/tmp/fantrace-bench")]
+    work: PathBuf,
+    /// Runs per measurement; medians are reported.
+    #[arg(long, default_value_t = 5)]
+    repeat: usize,
+    /// Length of the storm.
+    #[arg(long, default_value_t = 10.0)]
+    storm_seconds: f64,
+    /// Calls per overhead run of the fast-failing loop (the real-mark loop makes a tenth).
+    #[arg(long, default_value_t = 2_000_000)]
+    calls: u64,
+    /// Events in the synthetic capture the analyzer comparison reads.
+    #[arg(long, default_value_t = 10_000_000)]
+    events: u64,
+    /// Only these scenarios (comma-separated: overhead, storm, varied, analyzer).
+    #[arg(long, value_delimiter = ',')]
+    only: Vec<String>,
+}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    match cli.command {
+        Some(Cmd::Call(args)) => caller::run(&args),
+        Some(Cmd::Synth(args)) => synth::run(&args),
+        Some(Cmd::Run(args)) => run(&args),
+        None => run(&cli.run),
+    }
+}
+
+fn run(args: &RunArgs) -> anyhow::Result<()> {
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        bail!(
+            "fantrace-bench loads the probe and bpftrace: run it as root (sudo ./fantrace.sh bench)"
+        );
+    }
+    let bin_dir = std::env::current_exe()
+        .context("locating the bench binary")?
+        .parent()
+        .context("the bench binary has no directory")?
+        .to_path_buf();
+    for needed in ["fantrace-recorder", "fantrace-analyzer"] {
+        if !bin_dir.join(needed).exists() {
+            bail!(
+                "{} is missing next to the bench: build the workspace first (cargo build --release --workspace --bins)",
+                bin_dir.join(needed).display()
+            );
+        }
+    }
+    std::fs::create_dir_all(&args.work)
+        .with_context(|| format!("creating {}", args.work.display()))?;
+    let bpftrace = tracer::bpftrace_version();
+    let duckdb = queries::duckdb_version();
+    let bench = Bench {
+        bin_dir,
+        work: args.work.clone(),
+        repeat: args.repeat.max(1),
+        bpftrace: bpftrace.is_some(),
+        duckdb: duckdb.is_some(),
+    };
+    let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
+    let cpus = std::thread::available_parallelism().map_or(0, |n| n.get());
+    println!(
+        "fantrace-bench {}: Linux {}, {cpus} CPUs; peers: {}, {}; medians of {} runs",
+        env!("CARGO_PKG_VERSION"),
+        kernel.trim(),
+        bpftrace
+            .as_deref()
+            .unwrap_or("bpftrace MISSING (apt-get install bpftrace)"),
+        duckdb.map_or(
+            "DuckDB MISSING (pip install duckdb)".to_string(),
+            |v| format!("DuckDB {v}")
+        ),
+        bench.repeat
+    );
+    let wanted = |s: &str| args.only.is_empty() || args.only.iter().any(|o| o == s);
+    let mut rows = Vec::new();
+    if wanted("overhead") {
+        eprintln!("overhead: calling loops bare, under fantrace and under bpftrace");
+        rows.push(bench.overhead(
+            Mode::Fail,
+            args.calls,
+            "capture overhead, fast-failing loop (ratio to bare)",
+            3.0,
+        )?);
+        rows.push(bench.overhead(
+            Mode::Mark,
+            (args.calls / 10).max(1000),
+            "capture overhead, real add/remove marks (ratio to bare)",
+            1.3,
+        )?);
+    }
+    if wanted("storm") {
+        eprintln!(
+            "storm: one core calling flat out for {} s",
+            args.storm_seconds
+        );
+        rows.extend(bench.storm(args.storm_seconds)?);
+    }
+    if wanted("varied") {
+        eprintln!("varied: named processes, varied paths and flags");
+        rows.push(bench.varied(args.storm_seconds / 2.0)?);
+    }
+    if wanted("analyzer") {
+        eprintln!("analyzer: fantrace-analyzer and DuckDB on the same capture");
+        let capture = bench.synthetic(args.events)?;
+        rows.push(bench.startup(&capture)?);
+        rows.extend(bench.queries(&capture)?);
+    }
+    println!();
+    print!("{}", report::markdown(&rows));
+    Ok(())
+}

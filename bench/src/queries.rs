@@ -1,0 +1,169 @@
+//! The five forensic queries of the analyzer comparison, run by fantrace-analyzer and by
+//! DuckDB over the same Parquet files. One SQL text serves both engines, so neither gets an
+//! easier question; each answer is checked against the other's.
+use std::io::Write as _;
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::Instant;
+
+use anyhow::{Context as _, bail};
+use fantrace_schema::flags::PERMISSION_MASK;
+use serde::Deserialize;
+
+pub struct Query {
+    pub name: &'static str,
+    pub sql: String,
+}
+
+/// The queries a responder runs first on a large capture. The synthetic capture spans
+/// 2026-11-01 (see `synth::T0`).
+pub fn forensic() -> Vec<Query> {
+    vec![
+        Query {
+            name: "time range (1 minute of 24 h)",
+            sql: "SELECT comm, count(*) AS calls FROM events \
+                  WHERE time >= '2026-11-01T10:00:00Z' AND time < '2026-11-01T10:01:00Z' \
+                  GROUP BY comm ORDER BY calls DESC, comm"
+                .into(),
+        },
+        Query {
+            name: "by process and mark type",
+            sql: "SELECT comm, mark_type, count(*) AS calls FROM events \
+                  GROUP BY comm, mark_type ORDER BY calls DESC, comm, mark_type"
+                .into(),
+        },
+        Query {
+            name: "path prefix /etc/",
+            sql: "SELECT comm, count(DISTINCT pathname) AS paths FROM events \
+                  WHERE pathname LIKE '/etc/%' GROUP BY comm ORDER BY paths DESC, comm"
+                .into(),
+        },
+        Query {
+            name: "permission-event marks",
+            // The mask bits come from the schema's table, the same the analyzer decodes with.
+            sql: format!(
+                "SELECT pid, comm, count(*) AS marks FROM events \
+                 WHERE (mask & {PERMISSION_MASK}) <> 0 AND ret = 0 AND mark_action = 'add' \
+                 GROUP BY pid, comm ORDER BY marks DESC, pid LIMIT 20"
+            ),
+        },
+        Query {
+            name: "top failing processes",
+            sql: "SELECT pid, comm, count(*) AS failures FROM events WHERE ret < 0 \
+                  GROUP BY pid, comm ORDER BY failures DESC, pid LIMIT 10"
+                .into(),
+        },
+    ]
+}
+
+/// One engine's answer to one query: wall-clock seconds of each run, and a digest of the
+/// result to compare engines by.
+#[derive(Debug, Clone, Deserialize)]
+pub struct Timing {
+    pub seconds: Vec<f64>,
+    pub rows: usize,
+    pub checksum: f64,
+}
+
+/// Runs `sql` with `fantrace-analyzer query` `repeat` times (after one warm-up run); each
+/// time covers the whole process, start-up included.
+pub fn analyzer(
+    bin_dir: &Path,
+    capture: &Path,
+    sql: &str,
+    repeat: usize,
+) -> anyhow::Result<Timing> {
+    let exe = bin_dir.join("fantrace-analyzer");
+    let mut seconds = Vec::new();
+    let mut last = String::new();
+    for i in 0..=repeat {
+        let t = Instant::now();
+        let out = Command::new(&exe)
+            .args(["query", "--format", "csv", "--capture"])
+            .arg(capture)
+            .arg(sql)
+            .output()
+            .with_context(|| format!("running {}", exe.display()))?;
+        let elapsed = t.elapsed().as_secs_f64();
+        if !out.status.success() {
+            bail!(
+                "fantrace-analyzer failed on {sql:?}: {}",
+                String::from_utf8_lossy(&out.stderr).trim()
+            );
+        }
+        if i > 0 {
+            seconds.push(elapsed);
+        }
+        last = String::from_utf8(out.stdout).context("analyzer output is not UTF-8")?;
+    }
+    let rows: Vec<&str> = last.lines().skip(1).filter(|l| !l.is_empty()).collect();
+    let checksum = rows
+        .iter()
+        .filter_map(|l| l.rsplit(',').next()?.trim().parse::<f64>().ok())
+        .sum();
+    Ok(Timing {
+        seconds,
+        rows: rows.len(),
+        checksum,
+    })
+}
+
+/// Whether DuckDB's Python package can be imported here, and its version.
+pub fn duckdb_version() -> Option<String> {
+    let out = Command::new("python3")
+        .args(["-c", "import duckdb; print(duckdb.__version__)"])
+        .output()
+        .ok()?;
+    out.status
+        .success()
+        .then(|| String::from_utf8_lossy(&out.stdout).trim().to_string())
+}
+
+/// Runs every query in one DuckDB process; see `duckdb_runner.py`.
+pub fn duckdb(
+    capture: &Path,
+    queries: &[Query],
+    repeat: usize,
+) -> anyhow::Result<std::collections::HashMap<String, Timing>> {
+    let spec = serde_json::json!({
+        "files": capture.join("*.parquet").to_string_lossy(),
+        "repeat": repeat,
+        "queries": queries.iter().map(|q| serde_json::json!({"name": q.name, "sql": q.sql}))
+            .collect::<Vec<_>>(),
+    });
+    let mut child = Command::new("python3")
+        .args(["-c", include_str!("duckdb_runner.py")])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .context("starting python3 for DuckDB")?;
+    child
+        .stdin
+        .take()
+        .context("python3's stdin is not piped")?
+        .write_all(spec.to_string().as_bytes())
+        .context("sending the queries to DuckDB")?;
+    let out = child.wait_with_output().context("waiting for DuckDB")?;
+    if !out.status.success() {
+        bail!(
+            "DuckDB failed: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+    }
+    serde_json::from_slice(&out.stdout).context("reading DuckDB's timings")
+}
+
+/// Wall-clock seconds from starting a process to its exit, for a one-row query.
+pub fn startup(mut cmd: Command) -> anyhow::Result<f64> {
+    let t = Instant::now();
+    let out = cmd.output().context("running the start-up probe")?;
+    let elapsed = t.elapsed().as_secs_f64();
+    if !out.status.success() || out.stdout.is_empty() {
+        bail!(
+            "the start-up query failed: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+    }
+    Ok(elapsed)
+}
