@@ -42,37 +42,33 @@ pub struct Filters {
     pub exclude_cgroups: Vec<u64>,
 }
 
+/// The `FilterKind` bits of the kinds whose flag is set.
+fn kind_bits(set: [(bool, FilterKind); 4]) -> u8 {
+    set.iter()
+        .filter(|(on, _)| *on)
+        .fold(0, |bits, (_, kind)| bits | *kind as u8)
+}
+
 impl Filters {
     fn include_only(&self) -> u8 {
-        let mut bits = 0;
-        for (set, kind) in [
+        kind_bits([
             (!self.pids.is_empty(), FilterKind::Pid),
             (!self.uids.is_empty(), FilterKind::Uid),
             (!self.comms.is_empty(), FilterKind::Comm),
             (!self.cgroups.is_empty(), FilterKind::Cgroup),
-        ] {
-            if set {
-                bits |= kind as u8;
-            }
-        }
-        bits
+        ])
     }
 
     /// The filters holding any key at all: the probe looks up no other filter map, so an
     /// unfiltered recorder costs the traced calls no map lookups.
     fn in_use(&self) -> u8 {
-        let mut bits = self.include_only();
-        for (set, kind) in [
-            (!self.exclude_pids.is_empty(), FilterKind::Pid),
-            (!self.exclude_uids.is_empty(), FilterKind::Uid),
-            (!self.exclude_comms.is_empty(), FilterKind::Comm),
-            (!self.exclude_cgroups.is_empty(), FilterKind::Cgroup),
-        ] {
-            if set {
-                bits |= kind as u8;
-            }
-        }
-        bits
+        self.include_only()
+            | kind_bits([
+                (!self.exclude_pids.is_empty(), FilterKind::Pid),
+                (!self.exclude_uids.is_empty(), FilterKind::Uid),
+                (!self.exclude_comms.is_empty(), FilterKind::Comm),
+                (!self.exclude_cgroups.is_empty(), FilterKind::Cgroup),
+            ])
     }
 }
 
