@@ -78,7 +78,7 @@ pub fn fanotify_init_exit(ctx: TracePointContext) -> u32 {
 
 #[inline(always)]
 fn try_init_enter(ctx: &TracePointContext) -> Result<(), i32> {
-    let Some(pending) = begin() else {
+    let Some((pending, enter_ns)) = begin() else {
         return Ok(());
     };
     let ev = &mut pending.event;
@@ -91,15 +91,17 @@ fn try_init_enter(ctx: &TracePointContext) -> Result<(), i32> {
         ev.flags = ctx.read_at::<u64>(INIT_ARG_FLAGS)? as u32;
         ev.mask = ctx.read_at::<u64>(INIT_ARG_EVENT_F_FLAGS)? & 0xffff_ffff;
     }
+    ev.enter_ns = enter_ns;
     Ok(())
 }
 
 /// The part of syscall entry both syscalls share: filters, then time and caller context into
-/// the thread's pending record. `None` when the caller is not recorded (or, counted as lost,
-/// when the kernel could not allocate the record). The record is live once `enter_ns` is set;
-/// a syscall returns only after its entry program finished, so exit never sees it half-made.
+/// the thread's pending record, with the entry time to set last. `None` when the caller is not
+/// recorded (or, counted as lost, when the kernel could not allocate the record). The record
+/// is live once `enter_ns` is non-zero, so each entry program sets it as its last step: an
+/// entry that bails out half-way leaves nothing for exit to send.
 #[inline(always)]
-fn begin() -> Option<&'static mut PendingCall> {
+fn begin() -> Option<(&'static mut PendingCall, u64)> {
     let enter_ns = unsafe { bpf_ktime_get_boot_ns() };
     let pid_tgid = bpf_get_current_pid_tgid();
     let tgid = (pid_tgid >> 32) as u32;
@@ -119,7 +121,7 @@ fn begin() -> Option<&'static mut PendingCall> {
         return None;
     };
     let ev = &mut pending.event;
-    ev.enter_ns = enter_ns;
+    ev.enter_ns = 0;
     ev.exit_ns = 0;
     ev.ret = 0;
     ev.pid = tgid;
@@ -133,12 +135,12 @@ fn begin() -> Option<&'static mut PendingCall> {
     ev.mnt_ns = task.mnt_ns;
     ev.pid_ns = task.pid_ns;
     ev._pad2 = 0;
-    Some(pending)
+    Some((pending, enter_ns))
 }
 
 #[inline(always)]
 fn try_enter(ctx: &TracePointContext) -> Result<(), i32> {
-    let Some(pending) = begin() else {
+    let Some((pending, enter_ns)) = begin() else {
         return Ok(());
     };
     let ev = &mut pending.event;
@@ -170,6 +172,7 @@ fn try_enter(ctx: &TracePointContext) -> Result<(), i32> {
     let ev = &mut pending.event;
     ev.path_len = len as u16;
     ev.path_status = status as u8;
+    ev.enter_ns = enter_ns;
     Ok(())
 }
 
@@ -179,9 +182,6 @@ fn try_enter(ctx: &TracePointContext) -> Result<(), i32> {
 #[inline(always)]
 fn filtered_out(tgid: u32, uid: u32, comm: &[u8; 16], cgroup_id: u64) -> bool {
     let in_use = unsafe { core::ptr::read_volatile(&FILTERS_IN_USE) };
-    if in_use == 0 {
-        return false;
-    }
     let include_only = unsafe { core::ptr::read_volatile(&INCLUDE_ONLY) };
     let drops = |kind: FilterKind, mark: Option<&u8>| -> bool {
         let mark: u8 = match mark {
