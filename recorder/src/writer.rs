@@ -398,21 +398,17 @@ fn write_row_group(open: &mut Open, all: bool) -> anyhow::Result<()> {
     if open.pending.is_empty() {
         return Ok(());
     }
-    // Copy rows only when needed: a lone batch needs no concatenation, and one already in
-    // time order (the common case: records arrive in exit order, which is entry order unless
-    // calls on different threads overlap) needs no reordering.
-    let batch = if open.pending.len() == 1 {
-        open.pending.remove(0)
-    } else {
-        let schema = open.pending[0].schema();
-        concat_batches(&schema, &open.pending)?
-    };
+    // concat_batches copies nothing for a lone batch (arrow slices it).
+    let schema = open.pending[0].schema();
+    let batch = concat_batches(&schema, &open.pending)?;
     open.pending.clear();
     open.pending_rows = 0;
     open.pending_bytes = 0;
     let time = batch
         .column_by_name("time")
         .ok_or_else(|| anyhow::anyhow!("batch without a time column"))?;
+    // Rows already in time order (the common case: records arrive in exit order, which is
+    // entry order unless calls on different threads overlap) need no reordering copy.
     let in_order = time
         .as_primitive_opt::<TimestampNanosecondType>()
         .is_some_and(|t| t.values().is_sorted());
