@@ -87,15 +87,16 @@ impl Bench {
     /// first command runs.
     pub fn startup(&self, capture: &Path) -> anyhow::Result<Row> {
         let sql = "SELECT pid, comm, pathname FROM events LIMIT 1";
-        let mut ours = Vec::new();
-        for _ in 0..=self.repeat * 2 {
-            let mut cmd = Command::new(self.bin_dir.join("fantrace-analyzer"));
-            cmd.args(["query", "--format", "csv", "--capture"])
-                .arg(capture)
-                .arg(sql);
-            ours.push(queries::startup(cmd)?);
-        }
-        let ours = median(&ours[1..]);
+        let ours = queries::startup(
+            || {
+                let mut cmd = Command::new(self.bin_dir.join("fantrace-analyzer"));
+                cmd.args(["query", "--format", "csv", "--capture"])
+                    .arg(capture)
+                    .arg(sql);
+                cmd
+            },
+            self.repeat * 2,
+        )?;
         let row = Row::new(
             "analyzer start-up to first row, trivial query",
             format!("{:.0} ms", ours * 1e3),
@@ -109,13 +110,14 @@ impl Bench {
              WHERE syscall = 'fanotify_mark' LIMIT 1\").fetchall())",
             capture.join("*.parquet").display()
         );
-        let mut theirs = Vec::new();
-        for _ in 0..=self.repeat * 2 {
-            let mut cmd = Command::new("python3");
-            cmd.args(["-c", &script]);
-            theirs.push(queries::startup(cmd)?);
-        }
-        let theirs = median(&theirs[1..]);
+        let theirs = queries::startup(
+            || {
+                let mut cmd = Command::new("python3");
+                cmd.args(["-c", &script]);
+                cmd
+            },
+            self.repeat * 2,
+        )?;
         Ok(row.peer(
             format!("python3 + DuckDB {:.0} ms", theirs * 1e3),
             Some(ours / theirs),

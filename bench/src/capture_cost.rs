@@ -5,6 +5,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, bail};
+use clap::ValueEnum as _;
 
 use crate::caller::{CallReport, Mode};
 use crate::report::{Row, thousands};
@@ -42,24 +43,10 @@ impl Bench {
         calls: Option<u64>,
         seconds: Option<f64>,
     ) -> anyhow::Result<CallReport> {
-        let exe = self.bin_dir.join("fantrace-bench");
-        let mut cmd = Command::new(&exe);
-        cmd.args(["call", "--cpu", "0", "--mode"]);
-        cmd.arg(match mode {
-            Mode::Fail => "fail",
-            Mode::Mark => "mark",
-            Mode::Varied => "varied",
-        });
-        cmd.arg("--dir").arg(&self.work);
-        if let Some(n) = calls {
-            cmd.args(["--calls", &n.to_string()]);
-        }
-        if let Some(s) = seconds {
-            cmd.args(["--seconds", &s.to_string()]);
-        }
-        let out = cmd
+        let out = self
+            .caller_command(mode, calls, seconds)
             .output()
-            .with_context(|| format!("running {}", exe.display()))?;
+            .context("running the calling loop (fantrace-bench call)")?;
         if !out.status.success() {
             bail!(
                 "the calling loop failed: {}",
@@ -67,6 +54,24 @@ impl Bench {
             );
         }
         serde_json::from_slice(&out.stdout).context("reading the calling loop's report")
+    }
+
+    /// `fantrace-bench call ...` pinned to CPU 0, its report on stdout.
+    fn caller_command(&self, mode: Mode, calls: Option<u64>, seconds: Option<f64>) -> Command {
+        let mut cmd = Command::new(self.bin_dir.join("fantrace-bench"));
+        cmd.args(["call", "--cpu", "0", "--mode"]);
+        if let Some(v) = mode.to_possible_value() {
+            cmd.arg(v.get_name());
+        }
+        cmd.arg("--dir").arg(&self.work);
+        if let Some(n) = calls {
+            cmd.args(["--calls", &n.to_string()]);
+        }
+        if let Some(s) = seconds {
+            cmd.args(["--seconds", &s.to_string()]);
+        }
+        cmd.stdout(std::process::Stdio::piped());
+        cmd
     }
 
     fn fresh_dir(&self, name: &str) -> anyhow::Result<PathBuf> {
@@ -138,21 +143,13 @@ impl Bench {
         let dir = self.fresh_dir("storm")?;
         let rec = Tracer::recorder(&self.bin_dir, &dir, &[])?;
         let cpu0 = rec.cpu_seconds()?;
-        let caller = {
-            let exe = self.bin_dir.join("fantrace-bench");
-            Command::new(&exe)
-                .args(["call", "--cpu", "0", "--mode", "fail", "--seconds"])
-                .arg(seconds.to_string())
-                .arg("--dir")
-                .arg(&self.work)
-                .stdout(std::process::Stdio::piped())
-                .spawn()
-                .with_context(|| format!("starting {}", exe.display()))?
-        };
+        let mut caller = self
+            .caller_command(Mode::Fail, None, Some(seconds))
+            .spawn()
+            .context("starting the calling loop (fantrace-bench call)")?;
         // Resident memory once past start-up: the maximum of samples after the first second.
         let start = Instant::now();
         let mut rss_max = 0u64;
-        let mut caller = caller;
         while caller.try_wait()?.is_none() {
             std::thread::sleep(Duration::from_millis(250));
             if start.elapsed() > Duration::from_secs(1) {
@@ -257,21 +254,11 @@ impl Bench {
 
     /// Events written and lost in a capture, as the analyzer's `stats` table reports them.
     fn written_lost(&self, capture: &Path) -> anyhow::Result<(u64, u64)> {
-        let exe = self.bin_dir.join("fantrace-analyzer");
-        let out = Command::new(&exe)
-            .args(["query", "--format", "csv", "--capture"])
-            .arg(capture)
-            .arg("SELECT sum(events_written), sum(events_lost) FROM stats")
-            .output()
-            .with_context(|| format!("running {}", exe.display()))?;
-        if !out.status.success() {
-            bail!(
-                "reading the stats of {}: {}",
-                capture.display(),
-                String::from_utf8_lossy(&out.stderr).trim()
-            );
-        }
-        let text = String::from_utf8_lossy(&out.stdout);
+        let text = crate::queries::analyzer_csv(
+            &self.bin_dir,
+            capture,
+            "SELECT sum(events_written), sum(events_lost) FROM stats",
+        )?;
         let line = text
             .lines()
             .nth(1)

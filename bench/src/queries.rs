@@ -73,28 +73,14 @@ pub fn analyzer(
     sql: &str,
     repeat: usize,
 ) -> anyhow::Result<Timing> {
-    let exe = bin_dir.join("fantrace-analyzer");
     let mut seconds = Vec::new();
     let mut last = String::new();
     for i in 0..=repeat {
         let t = Instant::now();
-        let out = Command::new(&exe)
-            .args(["query", "--format", "csv", "--capture"])
-            .arg(capture)
-            .arg(sql)
-            .output()
-            .with_context(|| format!("running {}", exe.display()))?;
-        let elapsed = t.elapsed().as_secs_f64();
-        if !out.status.success() {
-            bail!(
-                "fantrace-analyzer failed on {sql:?}: {}",
-                String::from_utf8_lossy(&out.stderr).trim()
-            );
-        }
+        last = analyzer_csv(bin_dir, capture, sql)?;
         if i > 0 {
-            seconds.push(elapsed);
+            seconds.push(t.elapsed().as_secs_f64());
         }
-        last = String::from_utf8(out.stdout).context("analyzer output is not UTF-8")?;
     }
     let rows: Vec<&str> = last.lines().skip(1).filter(|l| !l.is_empty()).collect();
     let checksum = rows
@@ -106,6 +92,25 @@ pub fn analyzer(
         rows: rows.len(),
         checksum,
     })
+}
+
+/// `fantrace-analyzer query --format csv --capture capture sql`: its output, or its error.
+pub fn analyzer_csv(bin_dir: &Path, capture: &Path, sql: &str) -> anyhow::Result<String> {
+    let exe = bin_dir.join("fantrace-analyzer");
+    let out = Command::new(&exe)
+        .args(["query", "--format", "csv", "--capture"])
+        .arg(capture)
+        .arg(sql)
+        .output()
+        .with_context(|| format!("running {}", exe.display()))?;
+    if !out.status.success() {
+        bail!(
+            "fantrace-analyzer failed on {sql:?} over {}: {}",
+            capture.display(),
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+    }
+    String::from_utf8(out.stdout).context("analyzer output is not UTF-8")
 }
 
 /// Whether DuckDB's Python package can be imported here, and its version.
@@ -154,16 +159,23 @@ pub fn duckdb(
     serde_json::from_slice(&out.stdout).context("reading DuckDB's timings")
 }
 
-/// Wall-clock seconds from starting a process to its exit, for a one-row query.
-pub fn startup(mut cmd: Command) -> anyhow::Result<f64> {
-    let t = Instant::now();
-    let out = cmd.output().context("running the start-up probe")?;
-    let elapsed = t.elapsed().as_secs_f64();
-    if !out.status.success() || out.stdout.is_empty() {
-        bail!(
-            "the start-up query failed: {}",
-            String::from_utf8_lossy(&out.stderr).trim()
-        );
+/// Median wall-clock seconds from starting `command()` to its exit, over `runs` runs after
+/// one warm-up; each run must print its row.
+pub fn startup(command: impl Fn() -> Command, runs: usize) -> anyhow::Result<f64> {
+    let mut seconds = Vec::new();
+    for i in 0..=runs {
+        let t = Instant::now();
+        let out = command().output().context("running the start-up probe")?;
+        let elapsed = t.elapsed().as_secs_f64();
+        if !out.status.success() || out.stdout.is_empty() {
+            bail!(
+                "the start-up query failed: {}",
+                String::from_utf8_lossy(&out.stderr).trim()
+            );
+        }
+        if i > 0 {
+            seconds.push(elapsed);
+        }
     }
-    Ok(elapsed)
+    Ok(crate::stats::median(&seconds))
 }
