@@ -18,6 +18,9 @@ pub struct Call {
     pub path_status: String,
     pub ppid: u32,
     pub uid: u32,
+    /// Inode numbers of the caller's mount and (active) pid namespaces.
+    pub mnt_ns: u64,
+    pub pid_ns: u64,
     /// 0 or -errno.
     pub ret: i64,
     /// CLOCK_REALTIME just before and after the call, ns.
@@ -76,6 +79,20 @@ pub fn fanotify_init(flags: u32, event_f_flags: u32) -> i64 {
     } else {
         r
     }
+}
+
+/// The inode number of the calling process's namespace of `kind` ("mnt", "pid"), 0 if unknown.
+pub fn namespace_inode(kind: &str) -> u64 {
+    std::fs::read_link(format!("/proc/thread-self/ns/{kind}"))
+        .ok()
+        .and_then(|link| {
+            let text = link.to_string_lossy().into_owned();
+            text.strip_prefix(&format!("{kind}:["))?
+                .strip_suffix(']')?
+                .parse()
+                .ok()
+        })
+        .unwrap_or(0)
 }
 
 pub fn current_tid() -> u32 {
@@ -152,6 +169,8 @@ fn record(
         path_status: path_status.to_string(),
         ppid,
         uid,
+        mnt_ns: namespace_inode("mnt"),
+        pid_ns: namespace_inode("pid"),
         ret,
         before_ns,
         after_ns,

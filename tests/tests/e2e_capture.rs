@@ -41,14 +41,6 @@ fn every_call_is_captured_once_with_exact_values() {
             pid_list(&calls)
         ),
     );
-    let own_ns = |kind: &str| -> u64 {
-        let link = std::fs::read_link(format!("/proc/self/ns/{kind}")).unwrap();
-        let text = link.to_string_lossy();
-        text.trim_start_matches(&format!("{kind}:["))
-            .trim_end_matches(']')
-            .parse()
-            .unwrap()
-    };
     assert_eq!(rows.len(), calls.len(), "one row per call; rows: {rows:#?}");
     for (call, row) in calls.iter().zip(&rows) {
         let what = &call.label;
@@ -56,8 +48,8 @@ fn every_call_is_captured_once_with_exact_values() {
         assert_eq!(u64_of(&row["tid"]), u64::from(call.tid), "{what}: tid");
         assert_eq!(u64_of(&row["ppid"]), u64::from(call.ppid), "{what}: ppid");
         assert_eq!(u64_of(&row["uid"]), u64::from(call.uid), "{what}: uid");
-        assert_eq!(u64_of(&row["mnt_ns"]), own_ns("mnt"), "{what}: mnt_ns");
-        assert_eq!(u64_of(&row["pid_ns"]), own_ns("pid"), "{what}: pid_ns");
+        assert_eq!(u64_of(&row["mnt_ns"]), call.mnt_ns, "{what}: mnt_ns");
+        assert_eq!(u64_of(&row["pid_ns"]), call.pid_ns, "{what}: pid_ns");
         let exe = row["exe"]
             .as_str()
             .unwrap_or_else(|| panic!("{what}: exe missing: {row:?}"));
@@ -161,6 +153,13 @@ fn every_call_is_captured_once_with_exact_values() {
         std::process::id(),
         "the workload is this test's child"
     );
+    // The pid-namespace reads take the probe's run-time-offset path only for nested callers.
+    let nested = calls
+        .iter()
+        .find(|c| c.label == "pid 1 of a new pid namespace")
+        .unwrap();
+    assert_ne!(nested.pid_ns, calls[0].pid_ns, "a pid namespace of its own");
+    assert!(nested.pid_ns != 0 && calls[0].pid_ns != 0);
     let fault = calls.iter().find(|c| c.label == "unreadable path").unwrap();
     assert_eq!(fault.ret, -i64::from(libc::EFAULT));
 

@@ -128,9 +128,13 @@ fn run_storms(args: &Args, total: u64) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// A child process that drops to uid/gid 65534 (nobody) and makes one call: a known parent and
-/// a known uid after setuid. It hands its record back through a pipe.
-fn as_other_user(fd: i32, dir: &[u8], linger_ms: u64) -> anyhow::Result<Call> {
+/// Runs `body` in a forked child and returns the call it hands back through a pipe. The child
+/// lingers after the call so the recorder can read its /proc entry.
+fn in_child(
+    what: &str,
+    linger_ms: u64,
+    body: impl FnOnce() -> Option<Call>,
+) -> anyhow::Result<(Call, libc::pid_t)> {
     let mut fds = [0i32; 2];
     // SAFETY: fds is a valid 2-element array.
     if unsafe { libc::pipe(fds.as_mut_ptr()) } != 0 {
@@ -146,20 +150,14 @@ fn as_other_user(fd: i32, dir: &[u8], linger_ms: u64) -> anyhow::Result<Call> {
         // SAFETY: plain syscalls in the child; _exit never returns.
         unsafe {
             libc::close(fds[0]);
-            let ok = libc::setgid(65534) == 0 && libc::setuid(65534) == 0;
-            let c = call(
-                "as uid 65534 in a child",
-                fd,
-                FAN_MARK_ADD,
-                FAN_OPEN,
-                AT_FDCWD,
-                Some(dir),
-            );
-            let json = serde_json::to_vec(&c).unwrap_or_default();
-            libc::write(fds[1], json.as_ptr().cast(), json.len());
+            let made = body();
+            if let Some(c) = &made {
+                let json = serde_json::to_vec(c).unwrap_or_default();
+                libc::write(fds[1], json.as_ptr().cast(), json.len());
+            }
             libc::close(fds[1]);
             std::thread::sleep(std::time::Duration::from_millis(linger_ms));
-            libc::_exit(if ok { 0 } else { 1 });
+            libc::_exit(if made.is_some() { 0 } else { 1 });
         }
     }
     // SAFETY: closing our copy of the write end; reading from the read end we own.
@@ -171,15 +169,65 @@ fn as_other_user(fd: i32, dir: &[u8], linger_ms: u64) -> anyhow::Result<Call> {
         // SAFETY: fds[0] is an open descriptor only this File owns from here on.
         let mut f = unsafe { std::fs::File::from_raw_fd(fds[0]) };
         f.read_to_end(&mut json)
-            .context("reading the child's call")?;
+            .with_context(|| format!("reading the call of the child {what}"))?;
     }
     let mut status = 0;
     // SAFETY: waiting for our own child.
     unsafe { libc::waitpid(child, &mut status, 0) };
     if !libc::WIFEXITED(status) || libc::WEXITSTATUS(status) != 0 {
-        bail!("the child could not switch to uid 65534");
+        bail!("the child {what} failed");
     }
-    serde_json::from_slice(&json).context("the child's call record")
+    let call = serde_json::from_slice(&json).with_context(|| format!("the call of {what}"))?;
+    Ok((call, child))
+}
+
+/// A child process that drops to uid/gid 65534 (nobody) and makes one call: a known parent and
+/// a known uid after setuid.
+fn as_other_user(fd: i32, dir: &[u8], linger_ms: u64) -> anyhow::Result<Call> {
+    let (c, _) = in_child("switching to uid 65534", linger_ms, || {
+        // SAFETY: plain syscalls in the freshly forked child.
+        let ok = unsafe { libc::setgid(65534) == 0 && libc::setuid(65534) == 0 };
+        let c = call(
+            "as uid 65534 in a child",
+            fd,
+            FAN_MARK_ADD,
+            FAN_OPEN,
+            AT_FDCWD,
+            Some(dir),
+        );
+        ok.then_some(c)
+    })?;
+    Ok(c)
+}
+
+/// A call from pid 1 of a new pid namespace (a child that unshares, then its child): the probe
+/// must report the caller's own pid namespace, not the host's, and host pids.
+fn in_new_pid_namespace(fd: i32, dir: &[u8], linger_ms: u64) -> anyhow::Result<Call> {
+    let (c, _) = in_child("creating a pid namespace", linger_ms, || {
+        // SAFETY: unshare with a plain flag in the single-threaded child.
+        if unsafe { libc::unshare(libc::CLONE_NEWPID) } != 0 {
+            return None;
+        }
+        let host_ppid = std::process::id();
+        let (mut c, host_pid) = in_child("in the new pid namespace", linger_ms, || {
+            Some(call(
+                "pid 1 of a new pid namespace",
+                fd,
+                FAN_MARK_ADD,
+                FAN_OPEN,
+                AT_FDCWD,
+                Some(dir),
+            ))
+        })
+        .ok()?;
+        // Inside, the caller is pid 1 with no visible parent; the capture holds host ids.
+        (c.pid == 1).then_some(())?;
+        c.pid = host_pid as u32;
+        c.tid = host_pid as u32;
+        c.ppid = host_ppid;
+        Some(c)
+    })?;
+    Ok(c)
 }
 
 fn set_comm(name: &str) -> anyhow::Result<()> {
@@ -348,6 +396,7 @@ fn main() -> anyhow::Result<()> {
         Some(&too_long),
     ));
     calls.push(as_other_user(fd, &dir_bytes, args.linger_ms)?);
+    calls.push(in_new_pid_namespace(fd, &dir_bytes, args.linger_ms)?);
     // A content-class group (it may receive permission events) with a FAN_OPEN_PERM mark. It is
     // closed at once: nothing here answers permission events, and an open under the mark would
     // wait for an answer.
