@@ -2,13 +2,16 @@
 //! repeated here).
 use std::sync::Arc;
 
-use arrow::array::{Array, ArrayRef, AsArray, BooleanArray, StringArray};
-use arrow::datatypes::{DataType, Int64Type, UInt32Type, UInt64Type};
+use arrow::array::{
+    Array, ArrayRef, AsArray, BooleanArray, ListBuilder, StringArray, StringBuilder,
+};
+use arrow::datatypes::{DataType, Field, Int64Type, UInt32Type, UInt64Type};
 use datafusion::common::DataFusionError;
 use datafusion::logical_expr::{ColumnarValue, ScalarUDF, Volatility, create_udf};
 use datafusion::prelude::SessionContext;
 use fantrace_schema::decode::{
-    errno_text, flag_names, init_class, init_flag_names, mark_type, mask_names,
+    errno_text, flag_names, init_class, init_flag_names, mark_action, mark_flag_list, mark_type,
+    mask_list, mask_names,
 };
 use fantrace_schema::flags::MASK_BITS;
 
@@ -23,6 +26,21 @@ pub const HELP: &[(&str, &str, &str)] = &[
         "fan_mask_names",
         "fan_mask_names(mask UINT64) -> TEXT",
         "FAN_* event names of a mask, '|'-joined; unknown bits as hex; '0' for an empty mask",
+    ),
+    (
+        "fan_flag_list",
+        "fan_flag_list(flags UINT32) -> LIST(TEXT)",
+        "FAN_MARK_* names of a fanotify_mark flags value as a list, without the mark type (events.flag_names)",
+    ),
+    (
+        "fan_mask_list",
+        "fan_mask_list(mask UINT64) -> LIST(TEXT)",
+        "FAN_* event names of a mask as a list; empty for an empty mask (events.mask_names)",
+    ),
+    (
+        "fan_mark_action",
+        "fan_mark_action(flags UINT32) -> TEXT",
+        "add, remove or flush; invalid combinations '|'-joined, or none (events.mark_action)",
     ),
     (
         "fan_mark_type",
@@ -56,6 +74,13 @@ pub fn register(ctx: &SessionContext) {
         fan_flag_names(),
         fan_mask_names(),
         fan_mark_type(),
+        unary_text::<UInt32Type>("fan_mark_action", DataType::UInt32, |v| {
+            Some(mark_action(u64::from(v)).to_string())
+        }),
+        unary_list::<UInt32Type>("fan_flag_list", DataType::UInt32, |v| {
+            mark_flag_list(u64::from(v))
+        }),
+        unary_list::<UInt64Type>("fan_mask_list", DataType::UInt64, mask_list),
         unary_text::<UInt32Type>("fan_init_flag_names", DataType::UInt32, |v| {
             Some(init_flag_names(u64::from(v)))
         }),
@@ -84,6 +109,38 @@ fn unary_text<T: arrow::datatypes::ArrowPrimitiveType>(
             let values = arrays[0].as_primitive::<T>();
             let out: StringArray = values.iter().map(|v| v.and_then(f)).collect();
             Ok(ColumnarValue::Array(Arc::new(out) as ArrayRef))
+        }),
+    )
+}
+
+/// A function from one integer column to a list of names (NULL in, NULL out).
+fn unary_list<T: arrow::datatypes::ArrowPrimitiveType>(
+    name: &str,
+    input: DataType,
+    f: fn(T::Native) -> Vec<String>,
+) -> ScalarUDF {
+    create_udf(
+        name,
+        vec![input],
+        fantrace_schema::arrow::names_list(),
+        Volatility::Immutable,
+        Arc::new(move |args: &[ColumnarValue]| {
+            let arrays = ColumnarValue::values_to_arrays(args)?;
+            let values = arrays[0].as_primitive::<T>();
+            let mut out = ListBuilder::with_capacity(StringBuilder::new(), values.len())
+                .with_field(Arc::new(Field::new_list_field(DataType::Utf8, false)));
+            for v in values.iter() {
+                match v {
+                    Some(v) => {
+                        for name in f(v) {
+                            out.values().append_value(name);
+                        }
+                        out.append(true);
+                    }
+                    None => out.append(false),
+                }
+            }
+            Ok(ColumnarValue::Array(Arc::new(out.finish()) as ArrayRef))
         }),
     )
 }

@@ -67,6 +67,15 @@ fn print_reference() {
             c.doc
         );
     }
+    for d in fantrace_schema::arrow::DERIVED {
+        println!(
+            "  {:<16} {:<28} {} Computed as {}.",
+            d.name,
+            (d.data_type)().to_string(),
+            d.doc,
+            d.sql
+        );
+    }
 }
 
 fn main() -> ExitCode {

@@ -71,13 +71,17 @@ pub async fn open(segments: &[Segment], opts: &SessionOptions) -> anyhow::Result
     Ok(ctx)
 }
 
-/// `events`: one row per fanotify_mark call, every stored column but `syscall`.
+/// `events`: one row per fanotify_mark call, every stored column but `syscall`, then the
+/// derived ones (computed only when a query uses them).
 static EVENTS_VIEW: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
-    let columns: Vec<&str> = fantrace_schema::arrow::COLUMNS
+    let stored = fantrace_schema::arrow::COLUMNS
         .iter()
-        .map(|c| c.name)
-        .filter(|n| *n != "syscall")
-        .collect();
+        .map(|c| c.name.to_string())
+        .filter(|n| n != "syscall");
+    let derived = fantrace_schema::arrow::DERIVED
+        .iter()
+        .map(|d| format!("{} AS {}", d.sql, d.name));
+    let columns: Vec<String> = stored.chain(derived).collect();
     format!(
         "CREATE VIEW events AS SELECT {} FROM calls WHERE syscall = 'fanotify_mark'",
         columns.join(", ")

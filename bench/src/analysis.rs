@@ -14,7 +14,11 @@ use crate::synth::{self, SynthArgs};
 impl Bench {
     /// Writes (or reuses) the synthetic capture of `events` rows.
     pub fn synthetic(&self, events: u64) -> anyhow::Result<PathBuf> {
-        let dir = self.work.join(format!("synthetic-{events}"));
+        // A new schema version writes different files: never reuse an older one's.
+        let dir = self.work.join(format!(
+            "synthetic-v{}-{events}",
+            fantrace_schema::metadata::CURRENT_SCHEMA_VERSION
+        ));
         let done = dir.join(".complete");
         if !done.exists() {
             if dir.exists() {

@@ -1,5 +1,6 @@
 # Runs the bench's queries in DuckDB over the same Parquet files fantrace-analyzer reads.
-# Input (stdin, JSON): {"files": GLOB, "repeat": N, "queries": [{"name", "sql"}]}.
+# Input (stdin, JSON): {"files": GLOB, "derived": SQL, "repeat": N, "queries": [{"name", "sql"}]}
+# where "derived" lists the decoded columns of fantrace's events view as DuckDB expressions.
 # Output (stdout, JSON): {name: {"seconds": [...], "rows": R, "checksum": C}}.
 # Times cover the query alone (execute + fetch), not Python's or DuckDB's start-up: the
 # comparison is conservative for fantrace, whose times include its whole process.
@@ -14,7 +15,8 @@ con = duckdb.connect()
 # A view cannot take a prepared parameter: quote the glob as an SQL string literal.
 files = "'" + spec["files"].replace("'", "''") + "'"
 con.execute(
-    f"CREATE VIEW events AS SELECT * EXCLUDE (syscall) FROM read_parquet({files}) "
+    f"CREATE VIEW events AS SELECT * EXCLUDE (syscall), {spec['derived']} "
+    f"FROM read_parquet({files}) "
     "WHERE syscall = 'fanotify_mark'"
 )
 out = {}

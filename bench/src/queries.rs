@@ -124,6 +124,26 @@ pub fn duckdb_version() -> Option<String> {
         .then(|| String::from_utf8_lossy(&out.stdout).trim().to_string())
 }
 
+/// The derived `events` columns the queries use, as DuckDB SQL: fantrace-analyzer computes them
+/// with its decoding functions, DuckDB with CASE expressions spelled out from the same
+/// decoding (every value of the bits involved), so both engines derive them at query time.
+fn duckdb_derived_columns() -> String {
+    use fantrace_schema::decode::{mark_action, mark_type};
+    use fantrace_schema::flags::MARK_TYPE_BITS;
+    let case = |bits: u64, name: fn(u64) -> &'static str| -> String {
+        let arms: String = (0..=bits)
+            .filter(|v| v & !bits == 0)
+            .map(|v| format!(" WHEN {v} THEN '{}'", name(v)))
+            .collect();
+        format!("CASE flags & {bits}{arms} END")
+    };
+    format!(
+        "{} AS mark_type, {} AS mark_action",
+        case(MARK_TYPE_BITS, mark_type),
+        case(0x83, mark_action)
+    )
+}
+
 /// Runs every query in one DuckDB process; see `duckdb_runner.py`.
 pub fn duckdb(
     capture: &Path,
@@ -133,6 +153,7 @@ pub fn duckdb(
     let spec = serde_json::json!({
         "files": capture.join("*.parquet").to_string_lossy(),
         "repeat": repeat,
+        "derived": duckdb_derived_columns(),
         "queries": queries.iter().map(|q| serde_json::json!({"name": q.name, "sql": q.sql}))
             .collect::<Vec<_>>(),
     });

@@ -120,8 +120,9 @@ impl Probe {
             bail!("--ring-buffer {ring}: the size must be a power of two of at least 4096 bytes");
         }
         let own_tgid: u32 = std::process::id();
-        // Wake the recorder once a quarter of the ring is unread; below that it polls.
-        let wakeup_bytes: u64 = u64::from(ring / 4);
+        // Wake the recorder each time another eighth of the ring fills up unread; between
+        // wake-ups it polls.
+        let wakeup_step: u64 = u64::from(ring / 8);
         let include_only: u8 = opts.filters.include_only();
         let filters_in_use: u8 = opts.filters.in_use();
         let (offsets, missing) = crate::btf::kernel_offsets()?;
@@ -136,7 +137,7 @@ impl Probe {
             // touches it.
             .allow_unsupported_maps()
             .override_global(names::RECORDER_TGID_GLOBAL, &own_tgid, true)
-            .override_global(names::WAKEUP_BYTES_GLOBAL, &wakeup_bytes, true)
+            .override_global(names::WAKEUP_STEP_GLOBAL, &wakeup_step, true)
             .override_global(names::INCLUDE_ONLY_GLOBAL, &include_only, true)
             .override_global(names::FILTERS_IN_USE_GLOBAL, &filters_in_use, true)
             .override_global(names::KERNEL_OFFSETS_GLOBAL, &offsets[..], true)

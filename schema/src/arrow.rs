@@ -4,14 +4,12 @@
 use std::sync::Arc;
 
 use arrow::array::{
-    ArrayBuilder, ArrayRef, BinaryBuilder, Int32Builder, Int64Builder, ListBuilder, RecordBatch,
-    StringBuilder, TimestampNanosecondBuilder, UInt32Builder, UInt64Builder,
+    ArrayBuilder, ArrayRef, BinaryBuilder, Int32Builder, Int64Builder, RecordBatch, StringBuilder,
+    TimestampNanosecondBuilder, UInt32Builder, UInt64Builder,
 };
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
 use arrow::error::ArrowError;
 
-use crate::decode;
-use crate::flags::{BitName, MARK_FLAGS, MARK_TYPE_BITS, MASK_BITS, Name, for_each_bit_name};
 use crate::metadata;
 use crate::record::{CallRecord, PathStatus, SYSCALL_INIT};
 
@@ -59,18 +57,51 @@ columns! {
     "pathname_raw": DataType::Binary, true, "Argument 5 byte-exact, only when it is not valid UTF-8; NULL for every other row.";
     "pathname_status": DataType::Utf8, false, "ok, null (NULL pointer), fault (unreadable pointer) or truncated (longer than 4095 bytes; the prefix is kept).";
     "ret": DataType::Int64, false, "Return value: 0 or -errno.";
-    "mark_action": DataType::Utf8, false, "add, remove or flush (from flags); several or none when the flags are invalid, joined by '|'.";
-    "mark_type": DataType::Utf8, false, "inode, mount, filesystem or mntns: the mark-type field of flags.";
-    "flag_names": names_list(), false, "Decoded FAN_MARK_* flags; unknown bits as hex.";
-    "mask_names": names_list(), false, "Decoded FAN_* mask bits; unknown bits as hex.";
 }
 
-fn names_list() -> DataType {
-    DataType::List(std::sync::Arc::new(Field::new(
-        "item",
-        DataType::Utf8,
-        false,
-    )))
+/// A column of the `events` view that the analyzer computes from stored columns when a query
+/// asks for it. Decoding in the recorder cost more per call than all stored columns together
+/// (four more strings to build, intern and compress for every call), for values the flags
+/// and mask already hold exactly.
+pub struct DerivedColumn {
+    pub name: &'static str,
+    pub data_type: fn() -> DataType,
+    /// The SQL expression over stored columns, using the analyzer's decoding functions.
+    pub sql: &'static str,
+    pub doc: &'static str,
+}
+
+/// The derived columns of the `events` view, after the stored ones.
+pub const DERIVED: &[DerivedColumn] = &[
+    DerivedColumn {
+        name: "mark_action",
+        data_type: || DataType::Utf8,
+        sql: "fan_mark_action(flags)",
+        doc: "add, remove or flush (from flags); several or none when the flags are invalid, joined by '|'.",
+    },
+    DerivedColumn {
+        name: "mark_type",
+        data_type: || DataType::Utf8,
+        sql: "fan_mark_type(flags)",
+        doc: "inode, mount, filesystem or mntns: the mark-type field of flags.",
+    },
+    DerivedColumn {
+        name: "flag_names",
+        data_type: names_list,
+        sql: "fan_flag_list(flags)",
+        doc: "Decoded FAN_MARK_* flags (without the mark type); unknown bits as hex.",
+    },
+    DerivedColumn {
+        name: "mask_names",
+        data_type: names_list,
+        sql: "fan_mask_list(mask)",
+        doc: "Decoded FAN_* mask bits; unknown bits as hex.",
+    },
+];
+
+/// `List(Utf8)` of bit names.
+pub fn names_list() -> DataType {
+    DataType::List(Arc::new(Field::new_list_field(DataType::Utf8, false)))
 }
 
 /// What the recorder learned about the calling process from /proc, once per process.
@@ -117,41 +148,7 @@ pub struct EventBuilder {
     pathname_status: StringBuilder,
     ret: Int64Builder,
     syscall: StringBuilder,
-    mark_action: StringBuilder,
-    mark_type: StringBuilder,
-    flag_names: ListBuilder<StringBuilder>,
-    mask_names: ListBuilder<StringBuilder>,
     schema: SchemaRef,
-}
-
-fn list_builder(rows: usize) -> ListBuilder<StringBuilder> {
-    ListBuilder::with_capacity(StringBuilder::with_capacity(rows, rows * 16), rows)
-        .with_field(Arc::new(Field::new("item", DataType::Utf8, false)))
-}
-
-fn append_names(list: &mut ListBuilder<StringBuilder>, table: &[Name], value: u64) {
-    for_each_bit_name(table, value, |b| match b {
-        BitName::Known(n) => list.values().append_value(n),
-        BitName::Unknown(bits) => list.values().append_value(format!("{bits:#x}")),
-    });
-    list.append(true);
-}
-
-/// add / remove / flush from the action bits; invalid combinations stay visible. A table, not
-/// string building: this runs for every recorded call.
-fn mark_action(flags: u64) -> &'static str {
-    const NAMES: [&str; 8] = [
-        "none",
-        "add",
-        "remove",
-        "add|remove",
-        "flush",
-        "add|flush",
-        "remove|flush",
-        "add|remove|flush",
-    ];
-    let index = (flags & 0x1) | (flags & 0x2) | ((flags & 0x80) >> 5);
-    NAMES[index as usize]
 }
 
 impl EventBuilder {
@@ -180,10 +177,6 @@ impl EventBuilder {
             pathname_status: StringBuilder::with_capacity(rows, rows * 2),
             ret: Int64Builder::with_capacity(rows),
             syscall: StringBuilder::with_capacity(rows, rows * 13),
-            mark_action: StringBuilder::with_capacity(rows, rows * 3),
-            mark_type: StringBuilder::with_capacity(rows, rows * 5),
-            flag_names: list_builder(rows),
-            mask_names: list_builder(rows),
             schema: events_schema(),
         }
     }
@@ -250,20 +243,11 @@ impl EventBuilder {
         self.pathname_status
             .append_value(status.map(PathStatus::name).unwrap_or("unknown"));
         self.ret.append_value(ev.ret);
-        let flags = u64::from(ev.flags);
-        if ev.syscall == SYSCALL_INIT {
-            self.syscall.append_value("fanotify_init");
-            self.mark_action.append_value("");
-            self.mark_type.append_value("");
-            self.flag_names.append(true);
-            self.mask_names.append(true);
+        self.syscall.append_value(if ev.syscall == SYSCALL_INIT {
+            "fanotify_init"
         } else {
-            self.syscall.append_value("fanotify_mark");
-            self.mark_action.append_value(mark_action(flags));
-            self.mark_type.append_value(decode::mark_type(flags));
-            append_names(&mut self.flag_names, MARK_FLAGS, flags & !MARK_TYPE_BITS);
-            append_names(&mut self.mask_names, MASK_BITS, ev.mask);
-        }
+            "fanotify_mark"
+        });
     }
 
     /// The rows appended so far, as one batch; the builder is left empty.
@@ -291,10 +275,6 @@ impl EventBuilder {
             Arc::new(self.pathname_raw.finish()),
             Arc::new(self.pathname_status.finish()),
             Arc::new(self.ret.finish()),
-            Arc::new(self.mark_action.finish()),
-            Arc::new(self.mark_type.finish()),
-            Arc::new(self.flag_names.finish()),
-            Arc::new(self.mask_names.finish()),
         ];
         RecordBatch::try_new(self.schema.clone(), columns)
     }
@@ -363,15 +343,6 @@ mod tests {
         unsafe { std::ptr::write_unaligned(out.as_mut_ptr().cast(), *ev) };
         out.extend_from_slice(path);
         out
-    }
-
-    #[test]
-    fn mark_actions() {
-        assert_eq!(mark_action(0x1 | 0x10), "add");
-        assert_eq!(mark_action(0x2), "remove");
-        assert_eq!(mark_action(0x80), "flush");
-        assert_eq!(mark_action(0x83), "add|remove|flush");
-        assert_eq!(mark_action(0x100), "none");
     }
 
     #[test]

@@ -37,6 +37,42 @@ pub fn mask_names(mask: u64) -> String {
     if out.is_empty() { "0".into() } else { out }
 }
 
+/// add / remove / flush from the action bits; invalid combinations stay visible.
+pub fn mark_action(flags: u64) -> &'static str {
+    const NAMES: [&str; 8] = [
+        "none",
+        "add",
+        "remove",
+        "add|remove",
+        "flush",
+        "add|flush",
+        "remove|flush",
+        "add|remove|flush",
+    ];
+    let index = (flags & 0x1) | (flags & 0x2) | ((flags & 0x80) >> 5);
+    NAMES[index as usize]
+}
+
+/// Each decoded bit of `value` by `table`'s names, unknown bits as one hex value.
+pub fn bit_names(table: &[Name], value: u64) -> Vec<String> {
+    let mut out = Vec::new();
+    for_each_bit_name(table, value, |b| match b {
+        BitName::Known(n) => out.push(n.to_string()),
+        BitName::Unknown(bits) => out.push(format!("{bits:#x}")),
+    });
+    out
+}
+
+/// The FAN_MARK_* flags of a fanotify_mark flags value, without the mark-type field.
+pub fn mark_flag_list(flags: u64) -> Vec<String> {
+    bit_names(MARK_FLAGS, flags & !MARK_TYPE_BITS)
+}
+
+/// The FAN_* event bits of a mask.
+pub fn mask_list(mask: u64) -> Vec<String> {
+    bit_names(MASK_BITS, mask)
+}
+
 /// `inode`, `mount`, `filesystem` or `mntns`.
 pub fn mark_type(flags: u64) -> &'static str {
     match flags & MARK_TYPE_BITS {
@@ -184,6 +220,22 @@ fn quote(bytes: &[u8]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn mark_actions() {
+        assert_eq!(mark_action(0x1 | 0x10), "add");
+        assert_eq!(mark_action(0x2), "remove");
+        assert_eq!(mark_action(0x80), "flush");
+        assert_eq!(mark_action(0x83), "add|remove|flush");
+        assert_eq!(mark_action(0x100), "none");
+    }
+
+    #[test]
+    fn lists_leave_the_mark_type_out_and_keep_unknown_bits() {
+        assert_eq!(mark_flag_list(0x1 | 0x10), ["FAN_MARK_ADD"]);
+        assert_eq!(mask_list(0x20 | 0x8000_0000), ["FAN_OPEN", "0x80000000"]);
+        assert!(mask_list(0).is_empty());
+    }
 
     #[test]
     fn renders_like_strace() {

@@ -21,7 +21,7 @@ pub mod names {
     pub const RECORDER_TGID_GLOBAL: &str = "RECORDER_TGID";
     /// Global holding the number of unread ring-buffer bytes past which the probe wakes the
     /// recorder; below it the recorder polls on its own timer.
-    pub const WAKEUP_BYTES_GLOBAL: &str = "WAKEUP_BYTES";
+    pub const WAKEUP_STEP_GLOBAL: &str = "WAKEUP_STEP";
     /// In-kernel filters, key -> [`super::FILTER_INCLUDE`] or [`super::FILTER_EXCLUDE`].
     pub const PID_FILTER_MAP: &str = "PID_FILTER";
     pub const UID_FILTER_MAP: &str = "UID_FILTER";

@@ -129,7 +129,7 @@ fn sigterm_during_a_storm_drains_and_closes_a_complete_file() {
     }
     let tmp = tempfile::tempdir().unwrap();
     let capture = tmp.path().join("capture");
-    let storm = PausedWorkload::start(&["--storm", "4000000", "--threads", "2"]);
+    let storm = PausedWorkload::start(&["--storm", "16000000", "--threads", "2"]);
     let pid = storm.pid;
     let rec = Recorder::start(&capture, &["--pid", &pid.to_string()]);
     let waiter = std::thread::spawn(move || storm.go());
