@@ -5,8 +5,9 @@ use fantrace_schema::record::CallRecord;
 
 use crate::enrich::Enricher;
 
-/// Rows per batch handed to the writer; also the builders' preallocation.
-pub const BATCH_ROWS: usize = 65_536;
+/// Rows per batch handed to the writer; also the builders' preallocation. Small enough that a
+/// batch is still in cache when the writer encodes it and the queue holds little memory.
+pub const BATCH_ROWS: usize = 8_192;
 
 pub struct Batcher {
     builder: EventBuilder,
@@ -49,6 +50,12 @@ impl Batcher {
         if self.builder.is_empty() {
             return Ok(None);
         }
-        Ok(Some(self.builder.finish()?))
+        // A fresh builder starts at full capacity; a finished one would grow again from empty,
+        // reallocating and copying every column several times per batch.
+        let mut full = std::mem::replace(
+            &mut self.builder,
+            EventBuilder::with_capacity(BATCH_ROWS, BATCH_ROWS * 32),
+        );
+        Ok(Some(full.finish()?))
     }
 }

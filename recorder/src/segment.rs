@@ -72,6 +72,11 @@ impl Segment {
         self.rows
     }
 
+    /// Encoded bytes buffered for the open row group.
+    pub fn in_progress_size(&self) -> u64 {
+        self.writer.in_progress_size() as u64
+    }
+
     /// Bytes written to the file so far plus those buffered for the open row group.
     pub fn size(&self) -> u64 {
         (self.writer.bytes_written() + self.writer.in_progress_size()) as u64

@@ -19,7 +19,6 @@ use crate::host::HostInfo;
 use crate::probe::LossCounts;
 use crate::segment::Segment;
 use crate::status::WriterProgress;
-use fantrace_schema::layout::ROW_GROUP_ROWS;
 
 pub enum ToWriter {
     Batch(RecordBatch),
@@ -83,12 +82,14 @@ pub struct WriterSummary {
     pub dropped_disk_full: u64,
 }
 
-/// In-memory size of the rows held for one row group at most.
+/// Encoded bytes the open row group may buffer before it is cut short of
+/// [`ROW_GROUP_ROWS`](fantrace_schema::layout::ROW_GROUP_ROWS):
+/// long paths make rows large.
 const ROW_GROUP_MAX_BYTES: usize = 16 * 1024 * 1024;
 
 /// Batches waiting for the writer; bounded so a stalled disk or a writer behind a storm shows
 /// up as back-pressure (the ring fills and the probe counts the loss), never as unbounded memory.
-const QUEUE: usize = 4;
+const QUEUE: usize = 8;
 
 /// The running writer: where to send batches, a signal that fires when it stops (so the drain
 /// loop stops too when a write fails, even while no events arrive), and its result.
@@ -118,11 +119,9 @@ pub fn spawn(cfg: WriterConfig) -> anyhow::Result<WriterHandle> {
 
 struct Open {
     segment: Segment,
-    /// Rows of the next row group, sorted by time when it is written: records arrive in exit
-    /// order per CPU, and a time-ordered row group lets queries skip by statistics.
-    pending: Vec<RecordBatch>,
-    pending_rows: usize,
-    pending_bytes: usize,
+    /// The newest rows, held back from the Parquet writer (see [`HOLD_BACK_NS`]): runs in
+    /// time order, each starting no earlier than the one before ends.
+    held: Vec<RecordBatch>,
     started: chrono::DateTime<chrono::Utc>,
     opened: Instant,
     lost_at_open: LossCounts,
@@ -174,14 +173,11 @@ impl Writer {
 
     fn add_batch(&mut self, open: &mut Open, batch: RecordBatch) -> anyhow::Result<()> {
         self.at_risk_rows += batch.num_rows() as u64;
-        open.pending_rows += batch.num_rows();
-        open.pending_bytes += batch.get_array_memory_size();
-        open.pending.push(batch);
-        // Long paths make rows large: bound the memory held and let size rotation see the
-        // rows, not only the row count.
+        write_rows(open, Some(batch))?;
+        // Let size rotation and the memory bound see the buffered row group, not only rows.
         let cap = ROW_GROUP_MAX_BYTES.min(self.cfg.rotate_size as usize);
-        if open.pending_rows >= ROW_GROUP_ROWS || open.pending_bytes >= cap {
-            write_row_group(open, false)?;
+        if open.segment.in_progress_size() >= cap as u64 {
+            open.segment.flush_row_group()?;
         }
         Ok(())
     }
@@ -205,9 +201,7 @@ impl Writer {
         self.at_risk_rows = 0;
         Ok(Open {
             segment,
-            pending: Vec::new(),
-            pending_rows: 0,
-            pending_bytes: 0,
+            held: Vec::new(),
             started,
             opened: Instant::now(),
             lost_at_open,
@@ -314,7 +308,7 @@ impl Writer {
         lost_total: LossCounts,
         stop_reason: String,
     ) -> anyhow::Result<()> {
-        write_row_group(&mut open, true)?;
+        write_rows(&mut open, None)?;
         let lost = lost_total.since(&open.lost_at_open);
         let dropped = self.dropped_unreported;
         let rows = open.segment.rows();
@@ -386,59 +380,97 @@ impl Writer {
     }
 }
 
-/// Rows newer than this (by entry time) than the newest row seen are held back for the next
-/// row group: records arrive in exit order, so a call still inside the kernel when a row group
-/// is cut may have entered before rows already written.
+/// Rows newer than this (by entry time) than the newest row seen are held back from the
+/// Parquet writer and merged with the next batch: records arrive in exit order, so a call still
+/// inside the kernel may have entered before rows already received.
 const HOLD_BACK_NS: i64 = 50_000_000;
 
-/// Writes the pending rows, sorted by time, as one row group. Unless `all`, the newest
-/// [`HOLD_BACK_NS`] of rows stay pending, so that rows written across row groups stay in time
-/// order; they are written anyway once four row groups' worth are held, to bound memory.
-fn write_row_group(open: &mut Open, all: bool) -> anyhow::Result<()> {
-    if open.pending.is_empty() {
-        return Ok(());
+/// At most this many rows are held back. In a storm 50 ms is some 80,000 calls, and holding
+/// (and re-sorting) them all cost more memory and copying than the rest of the writer; a call
+/// that spends longer inside the kernel than these calls take (5 ms at 1.6 M calls/s) may then
+/// land out of time order, which queries do not depend on (`ORDER BY time` sorts anyway).
+const HOLD_BACK_MAX_ROWS: usize = 8_192;
+
+/// Hands the rows of `batch` and the held ones to the Parquet writer in time order, except
+/// the newest, which stay held; the Parquet writer cuts row groups of
+/// [`ROW_GROUP_ROWS`](fantrace_schema::layout::ROW_GROUP_ROWS) itself. `None` writes every
+/// held row and ends the row group (the segment is closing).
+fn write_rows(open: &mut Open, batch: Option<RecordBatch>) -> anyhow::Result<()> {
+    let all = batch.is_none();
+    if let Some(batch) = batch {
+        hold(&mut open.held, sorted_by_time(batch)?)?;
     }
-    // concat_batches copies nothing for a lone batch (arrow slices it).
-    let schema = open.pending[0].schema();
-    let batch = concat_batches(&schema, &open.pending)?;
-    open.pending.clear();
-    open.pending_rows = 0;
-    open.pending_bytes = 0;
-    let time = batch
-        .column_by_name("time")
-        .ok_or_else(|| anyhow::anyhow!("batch without a time column"))?;
-    // Rows already in time order (the common case: records arrive in exit order, which is
-    // entry order unless calls on different threads overlap) need no reordering copy.
-    let in_order = time
-        .as_primitive_opt::<TimestampNanosecondType>()
-        .is_some_and(|t| t.values().is_sorted());
-    let sorted = if in_order {
-        batch
-    } else {
-        let order = sort_to_indices(time, None, None)?;
-        take_record_batch(&batch, &order)?
+    let held_rows: usize = open.held.iter().map(RecordBatch::num_rows).sum();
+    let newest = match open.held.last() {
+        Some(run) if run.num_rows() > 0 => time_column(run)?.value(run.num_rows() - 1),
+        _ => i64::MIN,
     };
-    let times = sorted
-        .column_by_name("time")
-        .and_then(|c| c.as_primitive_opt::<TimestampNanosecondType>())
-        .ok_or_else(|| anyhow::anyhow!("time column is not a nanosecond timestamp"))?;
-    let keep_from = if all || sorted.num_rows() >= 4 * ROW_GROUP_ROWS {
-        sorted.num_rows()
+    let cutoff = newest.saturating_sub(HOLD_BACK_NS);
+    // Rows that must be written: all of them, or those older than the cutoff, or the oldest
+    // beyond the row cap.
+    let mut to_write = if all {
+        held_rows
     } else {
-        let cutoff = times.value(sorted.num_rows() - 1) - HOLD_BACK_NS;
-        times.values().partition_point(|&t| t <= cutoff)
+        held_rows.saturating_sub(HOLD_BACK_MAX_ROWS)
     };
-    if keep_from > 0 {
-        open.segment.write(&sorted.slice(0, keep_from))?;
+    let mut kept = Vec::new();
+    for run in std::mem::take(&mut open.held) {
+        let rows = run.num_rows();
+        let old = time_column(&run)?
+            .values()
+            .partition_point(|&t| t <= cutoff);
+        let n = old.max(to_write.min(rows));
+        if n > 0 {
+            open.segment.write(&run.slice(0, n))?;
+        }
+        to_write = to_write.saturating_sub(n);
+        if n < rows {
+            kept.push(run.slice(n, rows - n));
+        }
+    }
+    open.held = kept;
+    if all {
         open.segment.flush_row_group()?;
     }
-    if keep_from < sorted.num_rows() {
-        let held = sorted.slice(keep_from, sorted.num_rows() - keep_from);
-        open.pending_rows = held.num_rows();
-        open.pending_bytes = held.get_array_memory_size();
-        open.pending.push(held);
+    Ok(())
+}
+
+/// Adds a time-ordered run to the held ones. A run that starts after the held rows end (one
+/// calling thread, or calls that do not overlap) is kept as it is; one that interleaves with
+/// them is merged by sorting everything held.
+fn hold(held: &mut Vec<RecordBatch>, run: RecordBatch) -> anyhow::Result<()> {
+    if run.num_rows() == 0 {
+        return Ok(());
+    }
+    let starts = time_column(&run)?.value(0);
+    let follows = match held.last() {
+        Some(last) => time_column(last)?.value(last.num_rows() - 1) <= starts,
+        None => true,
+    };
+    held.push(run);
+    if !follows {
+        let merged = concat_batches(&held[0].schema(), held.iter())?;
+        *held = vec![sorted_by_time(merged)?];
     }
     Ok(())
+}
+
+fn time_column(batch: &RecordBatch) -> anyhow::Result<&arrow::array::TimestampNanosecondArray> {
+    batch
+        .column_by_name("time")
+        .and_then(|c| c.as_primitive_opt::<TimestampNanosecondType>())
+        .ok_or_else(|| anyhow::anyhow!("batch without a nanosecond time column"))
+}
+
+/// `batch` in time order. Rows already in order (the common case: records arrive in exit
+/// order, which is entry order unless calls on different threads overlap) are not copied.
+fn sorted_by_time(batch: RecordBatch) -> anyhow::Result<RecordBatch> {
+    let times = time_column(&batch)?;
+    if times.values().is_sorted() {
+        return Ok(batch);
+    }
+    let order = sort_to_indices(times, None, None)?;
+    Ok(take_record_batch(&batch, &order)?)
 }
 
 /// This recorder's finished segments in `dir`, oldest first.
@@ -456,4 +488,97 @@ fn finished_segments(dir: &Path) -> anyhow::Result<Vec<PathBuf>> {
     }
     out.sort();
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use fantrace_schema::arrow::{EventBuilder, ProcessInfo};
+    use fantrace_schema::record::CallRecord;
+
+    fn batch(times: &[u64]) -> RecordBatch {
+        let mut b = EventBuilder::with_capacity(times.len(), 0);
+        for &t in times {
+            // SAFETY: CallRecord is plain integers; all-zero is a valid value.
+            let mut ev: CallRecord = unsafe { std::mem::zeroed() };
+            ev.enter_ns = t;
+            ev.exit_ns = t;
+            b.append(&ev, b"", 0, &ProcessInfo::default());
+        }
+        b.finish().unwrap()
+    }
+
+    fn open(dir: &Path) -> Open {
+        Open {
+            segment: Segment::create(dir, "t.parquet", events_schema()).unwrap(),
+            held: Vec::new(),
+            started: chrono::Utc::now(),
+            opened: Instant::now(),
+            lost_at_open: LossCounts::default(),
+        }
+    }
+
+    fn held_rows(open: &Open) -> usize {
+        open.held.iter().map(RecordBatch::num_rows).sum()
+    }
+
+    /// The times in the finished file, in file order.
+    fn written(open: Open) -> Vec<i64> {
+        let path = open.segment.finish(Vec::new()).unwrap();
+        let file = std::fs::File::open(path).unwrap();
+        let reader =
+            parquet::arrow::arrow_reader::ParquetRecordBatchReader::try_new(file, 1024).unwrap();
+        let mut out = Vec::new();
+        for b in reader {
+            out.extend(time_column(&b.unwrap()).unwrap().values().iter().copied());
+        }
+        out
+    }
+
+    const MS: u64 = 1_000_000;
+
+    #[test]
+    fn interleaved_batches_come_out_in_time_order_and_whole() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut o = open(dir.path());
+        // Two threads' calls, drained in exit order: each batch is unordered against the last.
+        write_rows(&mut o, Some(batch(&[10 * MS, 30 * MS, 20 * MS]))).unwrap();
+        write_rows(&mut o, Some(batch(&[15 * MS, 40 * MS, 25 * MS]))).unwrap();
+        assert_eq!(held_rows(&o), 6, "all within the hold-back window");
+        // A row 100 ms later releases every row older than 50 ms before it.
+        write_rows(&mut o, Some(batch(&[140 * MS]))).unwrap();
+        assert_eq!(held_rows(&o), 1);
+        write_rows(&mut o, None).unwrap();
+        assert!(o.held.is_empty());
+        let times = written(o);
+        let ms: Vec<i64> = times.iter().map(|t| t / MS as i64).collect();
+        assert_eq!(ms, [10, 15, 20, 25, 30, 40, 140]);
+    }
+
+    #[test]
+    fn in_order_runs_are_held_without_merging_and_capped() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut o = open(dir.path());
+        // A storm: rows 1 µs apart, far more than the cap inside 50 ms.
+        let mut t = MS;
+        let mut total = 0;
+        for _ in 0..4 {
+            let times: Vec<u64> = (0..HOLD_BACK_MAX_ROWS as u64)
+                .map(|i| t + i * 1_000)
+                .collect();
+            t += HOLD_BACK_MAX_ROWS as u64 * 1_000;
+            total += times.len();
+            write_rows(&mut o, Some(batch(&times))).unwrap();
+            assert!(held_rows(&o) <= HOLD_BACK_MAX_ROWS);
+            assert_eq!(
+                o.held.len(),
+                1,
+                "runs that follow each other are not merged"
+            );
+        }
+        write_rows(&mut o, None).unwrap();
+        let times = written(o);
+        assert_eq!(times.len(), total);
+        assert!(times.is_sorted());
+    }
 }

@@ -208,8 +208,11 @@ impl EventBuilder {
             .iter()
             .position(|&b| b == 0)
             .unwrap_or(ev.comm.len());
-        self.comm
-            .append_value(String::from_utf8_lossy(&ev.comm[..comm_len]));
+        let comm = &ev.comm[..comm_len];
+        match std::str::from_utf8(comm) {
+            Ok(text) => self.comm.append_value(text),
+            Err(_) => self.comm.append_value(String::from_utf8_lossy(comm)),
+        }
         self.ppid.append_value(ev.ppid);
         self.uid.append_value(ev.uid);
         self.gid.append_value(ev.gid);
