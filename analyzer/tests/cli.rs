@@ -238,6 +238,27 @@ fn decoding_functions_in_sql() {
         "FAN_MARK_ADD|FAN_MARK_MOUNT,FAN_OPEN,mount,,false"
     );
     assert_eq!(lines[3], "FAN_MARK_ADD,FAN_OPEN,inode,EBADF,false");
+    // The view's derived columns are the same decoding, as columns.
+    let out = analyzer(&[
+        "query",
+        "-c",
+        cap.to_str().unwrap(),
+        "--format",
+        "csv",
+        "--timing",
+        "SELECT mark_action, mark_type, array_to_string(flag_names, '|') AS f, \
+         array_to_string(mask_names, '|') AS m FROM events ORDER BY time",
+    ]);
+    assert!(out.status.success());
+    let text = String::from_utf8(out.stdout).unwrap();
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines[1], "add,inode,FAN_MARK_ADD,FAN_OPEN|FAN_OPEN_PERM");
+    assert_eq!(lines[2], "add,mount,FAN_MARK_ADD,FAN_OPEN");
+    let err = String::from_utf8(out.stderr).unwrap();
+    assert!(
+        err.starts_with("Run Time: ") && err.ends_with(" s\n"),
+        "{err}"
+    );
 }
 
 #[test]

@@ -50,7 +50,13 @@ impl Bench {
         for q in &qs {
             let ours = queries::analyzer(&self.bin_dir, capture, &q.sql, self.repeat)?;
             let ours_s = median(&ours.seconds);
-            let mut row = Row::new(format!("query: {}", q.name), format!("{:.3} s", ours_s));
+            let mut row = Row::new(
+                format!("query: {}", q.name),
+                format!(
+                    "{ours_s:.3} s ({:.3} s with process start-up)",
+                    median(&ours.process_seconds)
+                ),
+            );
             if let Some(theirs) = duck.as_ref().and_then(|d| d.get(q.name)) {
                 if theirs.rows != ours.rows || (theirs.checksum - ours.checksum).abs() > 0.5 {
                     bail!(

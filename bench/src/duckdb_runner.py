@@ -2,8 +2,9 @@
 # Input (stdin, JSON): {"files": GLOB, "derived": SQL, "repeat": N, "queries": [{"name", "sql"}]}
 # where "derived" lists the decoded columns of fantrace's events view as DuckDB expressions.
 # Output (stdout, JSON): {name: {"seconds": [...], "rows": R, "checksum": C}}.
-# Times cover the query alone (execute + fetch), not Python's or DuckDB's start-up: the
-# comparison is conservative for fantrace, whose times include its whole process.
+# Times cover the query (execute + fetch, which includes reading the files' footers), not
+# Python's or DuckDB's start-up; fantrace's are its own `--timing`, which also leaves out
+# process start-up but includes opening and validating every segment.
 import json
 import sys
 import time

@@ -56,17 +56,20 @@ pub fn forensic() -> Vec<Query> {
     ]
 }
 
-/// One engine's answer to one query: wall-clock seconds of each run, and a digest of the
-/// result to compare engines by.
+/// One engine's answer to one query: seconds of each run (the engine's own query timer:
+/// opening the files, planning, executing and fetching, without process start-up), and a
+/// digest of the result to compare engines by.
 #[derive(Debug, Clone, Deserialize)]
 pub struct Timing {
     pub seconds: Vec<f64>,
+    /// fantrace only: the whole process of each run, start-up included.
+    #[serde(default)]
+    pub process_seconds: Vec<f64>,
     pub rows: usize,
     pub checksum: f64,
 }
 
-/// Runs `sql` with `fantrace-analyzer query` `repeat` times (after one warm-up run); each
-/// time covers the whole process, start-up included.
+/// Runs `sql` with `fantrace-analyzer query --timing` `repeat` times (after one warm-up run).
 pub fn analyzer(
     bin_dir: &Path,
     capture: &Path,
@@ -74,12 +77,15 @@ pub fn analyzer(
     repeat: usize,
 ) -> anyhow::Result<Timing> {
     let mut seconds = Vec::new();
+    let mut process_seconds = Vec::new();
     let mut last = String::new();
     for i in 0..=repeat {
         let t = Instant::now();
-        last = analyzer_csv(bin_dir, capture, sql)?;
+        let (out, run_time) = analyzer_timed(bin_dir, capture, sql)?;
+        last = out;
         if i > 0 {
-            seconds.push(t.elapsed().as_secs_f64());
+            process_seconds.push(t.elapsed().as_secs_f64());
+            seconds.push(run_time);
         }
     }
     let rows: Vec<&str> = last.lines().skip(1).filter(|l| !l.is_empty()).collect();
@@ -89,6 +95,7 @@ pub fn analyzer(
         .sum();
     Ok(Timing {
         seconds,
+        process_seconds,
         rows: rows.len(),
         checksum,
     })
@@ -96,11 +103,39 @@ pub fn analyzer(
 
 /// `fantrace-analyzer query --format csv --capture capture sql`: its output, or its error.
 pub fn analyzer_csv(bin_dir: &Path, capture: &Path, sql: &str) -> anyhow::Result<String> {
+    Ok(run_analyzer(bin_dir, capture, sql, false)?.0)
+}
+
+/// The same with `--timing`: the output and the analyzer's own run time in seconds.
+fn analyzer_timed(bin_dir: &Path, capture: &Path, sql: &str) -> anyhow::Result<(String, f64)> {
+    let (out, stderr) = run_analyzer(bin_dir, capture, sql, true)?;
+    let run_time = stderr
+        .lines()
+        .find_map(|l| {
+            l.strip_prefix("Run Time: ")?
+                .strip_suffix(" s")?
+                .parse()
+                .ok()
+        })
+        .with_context(|| format!("no run time in the analyzer's standard error: {stderr}"))?;
+    Ok((out, run_time))
+}
+
+fn run_analyzer(
+    bin_dir: &Path,
+    capture: &Path,
+    sql: &str,
+    timing: bool,
+) -> anyhow::Result<(String, String)> {
     let exe = bin_dir.join("fantrace-analyzer");
-    let out = Command::new(&exe)
-        .args(["query", "--format", "csv", "--capture"])
+    let mut cmd = Command::new(&exe);
+    cmd.args(["query", "--format", "csv", "--capture"])
         .arg(capture)
-        .arg(sql)
+        .arg(sql);
+    if timing {
+        cmd.arg("--timing");
+    }
+    let out = cmd
         .output()
         .with_context(|| format!("running {}", exe.display()))?;
     if !out.status.success() {
@@ -110,7 +145,10 @@ pub fn analyzer_csv(bin_dir: &Path, capture: &Path, sql: &str) -> anyhow::Result
             String::from_utf8_lossy(&out.stderr).trim()
         );
     }
-    String::from_utf8(out.stdout).context("analyzer output is not UTF-8")
+    Ok((
+        String::from_utf8(out.stdout).context("analyzer output is not UTF-8")?,
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    ))
 }
 
 /// Whether DuckDB's Python package can be imported here, and its version.

@@ -24,6 +24,10 @@ pub struct QueryArgs {
     /// Read the SQL from this file (`-` for standard input).
     #[arg(long = "file", short = 'f', conflicts_with = "sql")]
     pub file: Option<PathBuf>,
+    /// After the result, print on standard error how long opening the capture and running the
+    /// query took (process start-up excluded), like DuckDB's `.timer on`.
+    #[arg(long)]
+    pub timing: bool,
     /// The SQL statement; tables: events, stats. Without it (and without -f), the SQL is read
     /// from standard input.
     pub sql: Option<String>,
@@ -55,6 +59,7 @@ fn read_sql(args: &QueryArgs) -> anyhow::Result<String> {
 
 pub async fn run(args: QueryArgs, opts: SessionOptions) -> anyhow::Result<()> {
     let sql = read_sql(&args)?;
+    let started = std::time::Instant::now();
     let loaded = capture::load(&args.capture)?;
     capture::warn_about_losses(&loaded.segments);
     let ctx = session::open(&loaded.segments, &opts).await?;
@@ -73,6 +78,9 @@ pub async fn run(args: QueryArgs, opts: SessionOptions) -> anyhow::Result<()> {
             format::write(fmt, &batches, args.max_width, &mut out)?;
             out.flush()?;
         }
+    }
+    if args.timing {
+        eprintln!("Run Time: {:.6} s", started.elapsed().as_secs_f64());
     }
     Ok(())
 }
