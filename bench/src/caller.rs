@@ -30,6 +30,9 @@ pub enum Mode {
     /// Many paths, flags and masks from several named processes; most calls fail on a
     /// missing path, some succeed, some hit a bad fd.
     Varied,
+    /// `getppid(2)`, a syscall fantrace does not record: what tracing costs every other call
+    /// on the machine (syscall tracepoints of any kind send every syscall down the traced path).
+    Other,
 }
 
 #[derive(Args, Debug, Clone)]
@@ -85,6 +88,7 @@ pub fn run(args: &CallArgs) -> anyhow::Result<()> {
         (Mode::Varied, Some(worker)) => varied(args, worker)?,
         (Mode::Fail, _) => fail(args)?,
         (Mode::Mark, _) => add_remove(args)?,
+        (Mode::Other, _) => other(args),
     };
     let mut out = std::io::stdout().lock();
     writeln!(out, "{}", serde_json::to_string(&report)?).context("writing the report")?;
@@ -128,6 +132,13 @@ fn fail(args: &CallArgs) -> anyhow::Result<CallReport> {
     Ok(timed(args, |_| {
         mark(-1, FAN_MARK_ADD, FAN_OPEN, AT_FDCWD, path.as_ptr());
     }))
+}
+
+fn other(args: &CallArgs) -> CallReport {
+    timed(args, |_| {
+        // SAFETY: getppid takes no arguments and cannot fail.
+        unsafe { libc::syscall(libc::SYS_getppid) };
+    })
 }
 
 fn fanotify_group() -> anyhow::Result<i32> {

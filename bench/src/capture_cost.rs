@@ -89,7 +89,7 @@ impl Bench {
         mode: Mode,
         calls: u64,
         figure: &str,
-        target: f64,
+        target: Option<f64>,
     ) -> anyhow::Result<Row> {
         let (mut ours, mut peer, mut bare_ns, mut ours_ns) = (vec![], vec![], vec![], vec![]);
         for rep in 0..self.repeat {
@@ -121,15 +121,17 @@ impl Bench {
             }
         }
         let ours = median(&ours);
-        let row = Row::new(
+        let mut row = Row::new(
             figure,
             format!(
                 "{ours:.2}x ({:.0} vs {:.0} ns/call)",
                 median(&ours_ns),
                 median(&bare_ns)
             ),
-        )
-        .target(format!("≤ {target:.1}x"), ours <= target);
+        );
+        if let Some(target) = target {
+            row = row.target(format!("≤ {target:.1}x"), ours <= target);
+        }
         Ok(if self.bpftrace {
             let peer = median(&peer);
             row.peer(format!("bpftrace counting: {peer:.2}x"), Some(ours / peer))

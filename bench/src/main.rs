@@ -127,13 +127,19 @@ fn run(args: &RunArgs) -> anyhow::Result<()> {
             Mode::Fail,
             args.calls,
             "capture overhead, fast-failing loop (ratio to bare)",
-            3.0,
+            Some(3.0),
         )?);
         rows.push(bench.overhead(
             Mode::Mark,
             (args.calls / 10).max(1000),
             "capture overhead, real add/remove marks (ratio to bare)",
-            1.3,
+            Some(1.3),
+        )?);
+        rows.push(bench.overhead(
+            Mode::Other,
+            args.calls,
+            "cost to every other syscall, getppid loop (ratio to bare)",
+            None,
         )?);
     }
     if wanted("storm") {

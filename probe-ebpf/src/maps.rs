@@ -3,7 +3,7 @@ use core::ffi::c_void;
 
 use aya_ebpf::{
     bindings::{BPF_F_NO_PREALLOC, BPF_LOCAL_STORAGE_GET_F_CREATE, bpf_map_type},
-    helpers::generated::{bpf_get_current_task_btf, bpf_task_storage_get},
+    helpers::generated::bpf_task_storage_get,
     macros::{btf_map, map},
     maps::{HashMap, PerCpuArray, RingBuf},
 };
@@ -30,6 +30,11 @@ pub static UID_FILTER: HashMap<u32, u8> = HashMap::with_max_entries(1024, 0);
 pub static COMM_FILTER: HashMap<[u8; 16], u8> = HashMap::with_max_entries(1024, 0);
 #[map(name = "CGROUP_FILTER")]
 pub static CGROUP_FILTER: HashMap<u64, u8> = HashMap::with_max_entries(1024, 0);
+
+/// Bytes each CPU has submitted to `EVENTS`: the exit program wakes the recorder each time
+/// its CPU's count crosses another step.
+#[map(name = "SUBMITTED")]
+pub static SUBMITTED: PerCpuArray<u64> = PerCpuArray::with_max_entries(1, 0);
 
 /// Calls the probe could not deliver, per CPU, indexed by `LossCause`.
 #[map(name = "LOST")]
@@ -69,15 +74,15 @@ impl<V> TaskStorage<V> {
         }
     }
 
+    /// `task` must be the BTF pointer `bpf_get_current_task_btf` returns.
     #[inline(always)]
-    fn get(&self, flags: u64) -> Option<&'static mut V> {
+    fn get(&self, task: *const u8, flags: u64) -> Option<&'static mut V> {
         // SAFETY: the helper takes the map and the BTF task pointer it was designed for; a
         // non-NULL result points at this task's value, valid until the program returns.
         unsafe {
-            let task = bpf_get_current_task_btf();
             let p = bpf_task_storage_get(
                 core::ptr::from_ref(self).cast_mut().cast::<c_void>(),
-                task,
+                task.cast_mut().cast(),
                 core::ptr::null_mut(),
                 flags,
             );
@@ -85,16 +90,16 @@ impl<V> TaskStorage<V> {
         }
     }
 
-    /// The current thread's value, created zeroed on first use; `None` when the kernel could
-    /// not allocate it.
+    /// The thread's value, created zeroed on first use; `None` when the kernel could not
+    /// allocate it.
     #[inline(always)]
-    pub fn current_or_create(&self) -> Option<&'static mut V> {
-        self.get(u64::from(BPF_LOCAL_STORAGE_GET_F_CREATE))
+    pub fn get_or_create(&self, task: *const u8) -> Option<&'static mut V> {
+        self.get(task, u64::from(BPF_LOCAL_STORAGE_GET_F_CREATE))
     }
 
-    /// The current thread's value, if it has one.
+    /// The thread's value, if it has one.
     #[inline(always)]
-    pub fn current(&self) -> Option<&'static mut V> {
-        self.get(0)
+    pub fn get_existing(&self, task: *const u8) -> Option<&'static mut V> {
+        self.get(task, 0)
     }
 }

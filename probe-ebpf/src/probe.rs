@@ -2,11 +2,7 @@
 use aya_ebpf::{
     EbpfContext as _,
     bindings::{BPF_RB_FORCE_WAKEUP, BPF_RB_NO_WAKEUP},
-    helpers::{
-        bpf_get_current_cgroup_id, bpf_get_current_comm, bpf_get_current_pid_tgid,
-        bpf_get_current_uid_gid, bpf_ktime_get_boot_ns, bpf_probe_read_user,
-        bpf_probe_read_user_str_bytes,
-    },
+    helpers::{bpf_ktime_get_boot_ns, bpf_probe_read_user, bpf_probe_read_user_str_bytes},
     macros::tracepoint,
     programs::TracePointContext,
 };
@@ -15,16 +11,17 @@ use fantrace_schema::record::{
     PendingCall, SYSCALL_INIT, SYSCALL_MARK,
 };
 
+use crate::context;
 use crate::maps::{
-    CGROUP_FILTER, COMM_FILTER, EVENTS, PENDING, PID_FILTER, UID_FILTER, count_lost,
+    CGROUP_FILTER, COMM_FILTER, EVENTS, PENDING, PID_FILTER, SUBMITTED, UID_FILTER, count_lost,
 };
 
 /// The recorder's own tgid; its calls are not recorded. Set at load time.
 #[unsafe(no_mangle)]
 static RECORDER_TGID: u32 = 0;
 
-/// The exit program wakes the recorder when its record takes the unread bytes in `EVENTS` past
-/// a multiple of this. Set at load time.
+/// The exit program wakes the recorder when its record takes the bytes its CPU has submitted
+/// past a multiple of this. Set at load time.
 #[unsafe(no_mangle)]
 static WAKEUP_STEP: u64 = 0;
 
@@ -35,9 +32,6 @@ static INCLUDE_ONLY: u8 = 0;
 /// FilterKind bits of the filter maps holding any key. Set at load time.
 #[unsafe(no_mangle)]
 static FILTERS_IN_USE: u8 = 0;
-
-/// `BPF_RB_AVAIL_DATA` for `bpf_ringbuf_query`.
-const RB_AVAIL_DATA: u64 = 0;
 
 /// A tracepoint record field, loaded directly: the verifier checks context reads at constant
 /// offsets, so no `bpf_probe_read_kernel` call is needed (aya's `read_at` makes one).
@@ -110,20 +104,20 @@ fn try_init_enter(ctx: &TracePointContext) -> Result<(), i32> {
 #[inline(always)]
 fn begin() -> Option<(&'static mut PendingCall, u64)> {
     let enter_ns = unsafe { bpf_ktime_get_boot_ns() };
-    let pid_tgid = bpf_get_current_pid_tgid();
-    let tgid = (pid_tgid >> 32) as u32;
-    let tid = pid_tgid as u32;
+    // The caller's ids, name and cgroup are loads through the task pointer: a helper call
+    // for each cost more than all the loads together.
+    let task = context::task();
+    let (tid, tgid) = context::tid_tgid(task);
     if tgid == unsafe { core::ptr::read_volatile(&RECORDER_TGID) } {
         return None;
     }
-    let uid_gid = bpf_get_current_uid_gid();
-    let uid = uid_gid as u32;
-    let cgroup_id = unsafe { bpf_get_current_cgroup_id() };
-    let comm = bpf_get_current_comm().unwrap_or([0; 16]);
+    let (uid, gid) = context::uid_gid(task);
+    let cgroup_id = context::cgroup_id(task);
+    let comm = context::comm(task);
     if filtered_out(tgid, uid, &comm, cgroup_id) {
         return None;
     }
-    let Some(pending) = PENDING.current_or_create() else {
+    let Some(pending) = PENDING.get_or_create(task) else {
         count_lost(LossCause::PendingFull);
         return None;
     };
@@ -134,10 +128,10 @@ fn begin() -> Option<(&'static mut PendingCall, u64)> {
     ev.pid = tgid;
     ev.tid = tid;
     ev.uid = uid;
-    ev.gid = (uid_gid >> 32) as u32;
+    ev.gid = gid;
     ev.cgroup_id = cgroup_id;
     ev.comm = comm;
-    let task = crate::context::current();
+    let task = context::namespaces(task);
     ev.ppid = task.ppid;
     ev.mnt_ns = task.mnt_ns;
     ev.pid_ns = task.pid_ns;
@@ -208,7 +202,7 @@ fn try_exit(ctx: &TracePointContext) -> Result<(), i32> {
     let exit_ns = unsafe { bpf_ktime_get_boot_ns() };
     // No live record: the call began before the probe was attached, belongs to the recorder
     // or a filtered process, or its entry was already counted as lost.
-    let pending = PENDING.current().ok_or(0)?;
+    let pending = PENDING.get_existing(context::task()).ok_or(0)?;
     if pending.event.enter_ns == 0 {
         return Ok(());
     }
@@ -221,13 +215,21 @@ fn try_exit(ctx: &TracePointContext) -> Result<(), i32> {
         unsafe { core::slice::from_raw_parts(core::ptr::from_ref(&*pending).cast::<u8>(), size) };
     // Only the record that crosses a step wakes the recorder. Waking for every record past a
     // threshold (until the recorder caught up) raised an interrupt per call in a storm: a third
-    // of the calling CPU's time in a VM, where each one is a VM exit.
+    // of the calling CPU's time in a VM, where each one is a VM exit. A per-CPU count costs a
+    // few loads where asking the ring how much is unread costs a helper call.
     let step = unsafe { core::ptr::read_volatile(&WAKEUP_STEP) }.max(1);
-    let unread = EVENTS.query(RB_AVAIL_DATA);
-    let wake = if unread / step != (unread + size as u64) / step {
-        BPF_RB_FORCE_WAKEUP
-    } else {
-        BPF_RB_NO_WAKEUP
+    let wake = match SUBMITTED.get_ptr_mut(0) {
+        Some(submitted) => {
+            let before = unsafe { *submitted };
+            let after = before + size as u64;
+            unsafe { *submitted = after };
+            if before / step != after / step {
+                BPF_RB_FORCE_WAKEUP
+            } else {
+                BPF_RB_NO_WAKEUP
+            }
+        }
+        None => BPF_RB_FORCE_WAKEUP,
     };
     if EVENTS.output::<[u8]>(bytes, wake as u64).is_err() {
         count_lost(LossCause::RingFull);

@@ -120,9 +120,12 @@ impl Probe {
             bail!("--ring-buffer {ring}: the size must be a power of two of at least 4096 bytes");
         }
         let own_tgid: u32 = std::process::id();
-        // Wake the recorder each time another eighth of the ring fills up unread; between
-        // wake-ups it polls.
-        let wakeup_step: u64 = u64::from(ring / 8);
+        // Each CPU wakes the recorder each time it has written another step into the ring;
+        // between wake-ups the recorder polls. With every CPU just short of its next step, an
+        // eighth of the ring at most sits unread without a wake-up.
+        let cpus = aya::util::nr_cpus()
+            .map_err(|(path, e)| anyhow!("reading the CPU count from {path}: {e}"))?;
+        let wakeup_step: u64 = (u64::from(ring) / 8 / cpus.max(1) as u64).max(4096);
         let include_only: u8 = opts.filters.include_only();
         let filters_in_use: u8 = opts.filters.in_use();
         let (offsets, missing) = crate::btf::kernel_offsets()?;

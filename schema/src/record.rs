@@ -97,30 +97,50 @@ impl PathStatus {
     }
 }
 
-/// Kernel structure fields the probe reads through `bpf_probe_read_kernel`, as indexes into
-/// the `KERNEL_OFFSETS` global. Each is `(struct, field path)` as BTF names it; an offset of
-/// `u32::MAX` means the running kernel does not have the field and the column stays 0.
+/// Kernel structure fields the probe reads, as indexes into the `KERNEL_OFFSETS` global. The
+/// recorder resolves each from the running kernel's BTF (`recorder/src/btf.rs` names the
+/// structures and fields); `u32::MAX` marks a field the kernel does not have.
 #[repr(u32)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum KernelOffset {
-    TaskRealParent = 0,
+    TaskPid = 0,
     TaskTgid = 1,
-    TaskNsproxy = 2,
-    TaskThreadPid = 3,
-    NsproxyMntNs = 4,
-    MntNsInum = 5,
-    PidLevel = 6,
-    PidNumbers = 7,
-    UpidNs = 8,
-    UpidSize = 9,
-    PidNsInum = 10,
+    TaskComm = 2,
+    TaskCred = 3,
+    CredUid = 4,
+    CredGid = 5,
+    /// `task->cgroups->dfl_cgrp->kn->id`: the cgroup v2 id.
+    TaskCgroups = 6,
+    CssSetDflCgrp = 7,
+    CgroupKn = 8,
+    KernfsNodeId = 9,
+    TaskRealParent = 10,
+    TaskNsproxy = 11,
+    TaskThreadPid = 12,
+    NsproxyMntNs = 13,
+    MntNsInum = 14,
+    PidLevel = 15,
+    PidNumbers = 16,
+    UpidNs = 17,
+    /// The size of `struct upid` (the stride of `pid.numbers`).
+    UpidSize = 18,
+    PidNsInum = 19,
 }
 
 impl KernelOffset {
-    pub const COUNT: usize = 11;
+    pub const COUNT: usize = 20;
     pub const ALL: [KernelOffset; Self::COUNT] = [
-        Self::TaskRealParent,
+        Self::TaskPid,
         Self::TaskTgid,
+        Self::TaskComm,
+        Self::TaskCred,
+        Self::CredUid,
+        Self::CredGid,
+        Self::TaskCgroups,
+        Self::CssSetDflCgrp,
+        Self::CgroupKn,
+        Self::KernfsNodeId,
+        Self::TaskRealParent,
         Self::TaskNsproxy,
         Self::TaskThreadPid,
         Self::NsproxyMntNs,
@@ -132,21 +152,10 @@ impl KernelOffset {
         Self::PidNsInum,
     ];
 
-    /// `(struct, field path)`; for `UpidSize` the size of the struct itself.
-    pub const fn btf_path(self) -> (&'static str, &'static str) {
-        match self {
-            Self::TaskRealParent => ("task_struct", "real_parent"),
-            Self::TaskTgid => ("task_struct", "tgid"),
-            Self::TaskNsproxy => ("task_struct", "nsproxy"),
-            Self::TaskThreadPid => ("task_struct", "thread_pid"),
-            Self::NsproxyMntNs => ("nsproxy", "mnt_ns"),
-            Self::MntNsInum => ("mnt_namespace", "ns.inum"),
-            Self::PidLevel => ("pid", "level"),
-            Self::PidNumbers => ("pid", "numbers"),
-            Self::UpidNs => ("upid", "ns"),
-            Self::UpidSize => ("upid", ""),
-            Self::PidNsInum => ("pid_namespace", "ns.inum"),
-        }
+    /// The fields without which no call can be recorded correctly (the caller's ids, name and
+    /// cgroup); a missing optional one (parent, namespaces) only leaves its columns 0.
+    pub const fn required(self) -> bool {
+        (self as u32) < (Self::TaskRealParent as u32)
     }
 }
 

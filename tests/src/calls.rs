@@ -176,3 +176,29 @@ fn record(
         after_ns,
     }
 }
+
+/// A 32-bit (ia32) syscall made with `int 0x80` from this 64-bit process, with NULL or bad
+/// arguments so it changes nothing. Its number means another syscall in the ia32 table than
+/// in the native one, which is what the probe must not confuse. Returns 0 or -errno.
+#[cfg(target_arch = "x86_64")]
+pub fn ia32_syscall(nr: u32, arg0: u32) -> i64 {
+    let ret: u64;
+    // SAFETY: int 0x80 enters the kernel's ia32 syscall path and clobbers only rax (the result)
+    // and the flags; the arguments are integers and NULL pointers. LLVM reserves rbx, which
+    // carries the first argument, so it is swapped in and out around the call.
+    unsafe {
+        std::arch::asm!(
+            "xchg {a0}, rbx",
+            "int 0x80",
+            "xchg {a0}, rbx",
+            a0 = inout(reg) u64::from(arg0) => _,
+            inlateout("rax") u64::from(nr) => ret,
+            in("rcx") 0u64,
+            in("rdx") 0u64,
+            in("rsi") 0u64,
+            in("rdi") 0u64,
+        );
+    }
+    // The ia32 return value is a 32-bit int.
+    i64::from(ret as u32 as i32)
+}

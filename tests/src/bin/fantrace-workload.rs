@@ -239,6 +239,23 @@ fn set_comm(name: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// ia32 syscalls whose numbers are `fanotify_init` and `fanotify_mark` in the native x86-64
+/// table (in the ia32 one they are fstatat64 and unlinkat): they must not be recorded, so they
+/// are not in the workload's list of calls.
+fn ia32_lookalikes() -> anyhow::Result<()> {
+    #[cfg(target_arch = "x86_64")]
+    for nr in [libc::SYS_fanotify_init, libc::SYS_fanotify_mark] {
+        // dirfd -1 and NULL pointers: EBADF or EFAULT, never a change.
+        let ret = fantrace_tests::calls::ia32_syscall(nr as u32, u32::MAX);
+        if ret != -i64::from(libc::EBADF) && ret != -i64::from(libc::EFAULT) {
+            bail!(
+                "ia32 syscall {nr} returned {ret}; expected EBADF or EFAULT (IA32 emulation off?)"
+            );
+        }
+    }
+    Ok(())
+}
+
 fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     set_comm(&args.comm)?;
@@ -427,6 +444,8 @@ fn main() -> anyhow::Result<()> {
         AT_FDCWD,
         None,
     ));
+
+    ia32_lookalikes()?;
 
     std::thread::sleep(std::time::Duration::from_millis(args.linger_ms));
     let mut out = std::io::stdout().lock();
