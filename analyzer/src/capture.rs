@@ -51,6 +51,7 @@ pub enum CaptureError {
 #[derive(Debug, Clone)]
 pub struct Segment {
     pub path: PathBuf,
+    pub schema_version: u32,
     pub metadata: HashMap<String, String>,
 }
 
@@ -235,7 +236,7 @@ pub fn open_segment(path: &Path) -> Result<Segment, CaptureError> {
     for column in fantrace_schema::arrow::COLUMNS {
         let ok = schema
             .field_with_name(column.name)
-            .map(|f| f.data_type() == &(column.data_type)())
+            .map(|f| f.data_type() == &column.stored_type(version))
             .unwrap_or(false);
         if !ok {
             return Err(CaptureError::WrongColumns {
@@ -247,6 +248,7 @@ pub fn open_segment(path: &Path) -> Result<Segment, CaptureError> {
     }
     Ok(Segment {
         path: path.to_path_buf(),
+        schema_version: version,
         metadata,
     })
 }

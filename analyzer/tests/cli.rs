@@ -3,7 +3,11 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
-use fantrace_schema::arrow::{EventBuilder, ProcessInfo, events_schema};
+use std::sync::Arc;
+
+use arrow::array::RecordBatch;
+use arrow::datatypes::{Field, Schema};
+use fantrace_schema::arrow::{COLUMNS, EventBuilder, ProcessInfo, events_schema};
 use fantrace_schema::metadata as keys;
 use fantrace_schema::record::{CallRecord, PathStatus};
 use parquet::arrow::ArrowWriter;
@@ -87,9 +91,12 @@ fn write_segment(path: &Path, schema_version: &str, lost: u64) {
         };
         b.append(&event(r), r.path, T0, &process);
     }
-    let batch = b.finish().unwrap();
+    let batch = as_stored_in(
+        b.finish().unwrap(),
+        schema_version.parse().unwrap_or(u32::MAX),
+    );
     let file = std::fs::File::create(path).unwrap();
-    let mut w = ArrowWriter::try_new(file, events_schema(), None).unwrap();
+    let mut w = ArrowWriter::try_new(file, batch.schema(), None).unwrap();
     w.write(&batch).unwrap();
     for (k, v) in [
         (keys::SCHEMA_VERSION, schema_version.to_string()),
@@ -101,6 +108,20 @@ fn write_segment(path: &Path, schema_version: &str, lost: u64) {
         w.append_key_value_metadata(KeyValue::new(k.to_string(), v));
     }
     w.close().unwrap();
+}
+
+/// The batch with each column cast to the type segments of `version` stored it as.
+fn as_stored_in(batch: RecordBatch, version: u32) -> RecordBatch {
+    let schema = events_schema();
+    let mut fields = Vec::new();
+    let mut columns = Vec::new();
+    for (column, array) in COLUMNS.iter().zip(batch.columns()) {
+        let t = column.stored_type(version);
+        fields.push(Field::new(column.name, t.clone(), column.nullable));
+        columns.push(arrow::compute::cast(array, &t).unwrap());
+    }
+    let schema = Schema::new(fields).with_metadata(schema.metadata().clone());
+    RecordBatch::try_new(Arc::new(schema), columns).unwrap()
 }
 
 fn capture(dir: &Path) -> PathBuf {
@@ -142,6 +163,50 @@ fn fails(args: &[&str], needles: &[&str]) {
     for n in needles {
         assert!(err.contains(n), "{n:?} not in: {err}");
     }
+}
+
+/// Segments of schema version 2 (plain-text `syscall`) and of the current version, in one
+/// capture: both open, and every view sees the rows of both.
+#[test]
+fn segments_of_older_and_current_versions_query_together() {
+    let tmp = tempfile::tempdir().unwrap();
+    let cap = tmp.path().join("capture");
+    std::fs::create_dir(&cap).unwrap();
+    write_segment(&cap.join("fantrace-a-000000.parquet"), "2", 0);
+    write_segment(
+        &cap.join("fantrace-b-000001.parquet"),
+        &fantrace_schema::metadata::CURRENT_SCHEMA_VERSION.to_string(),
+        0,
+    );
+    let c = cap.to_str().unwrap();
+    let csv = ok(&[
+        "query",
+        "-c",
+        c,
+        "--format",
+        "csv",
+        "SELECT syscall, count(*) AS n FROM calls GROUP BY syscall",
+    ]);
+    assert_eq!(csv, "syscall,n\nfanotify_mark,10\n");
+    let csv = ok(&[
+        "query",
+        "-c",
+        c,
+        "--format",
+        "csv",
+        "SELECT mark_action, count(*) AS n FROM events GROUP BY 1 ORDER BY 1",
+    ]);
+    assert_eq!(csv, "mark_action,n\nadd,8\nflush,2\n");
+    // The current type, whichever segment sorts first.
+    let csv = ok(&[
+        "query",
+        "-c",
+        c,
+        "--format",
+        "csv",
+        "SELECT DISTINCT arrow_typeof(syscall) AS t FROM calls",
+    ]);
+    assert_eq!(csv, "t\n\"Dictionary(UInt8, Utf8)\"\n");
 }
 
 #[test]

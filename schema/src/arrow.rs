@@ -4,8 +4,9 @@
 use std::sync::Arc;
 
 use arrow::array::{
-    ArrayBuilder, ArrayRef, BinaryBuilder, Int32Builder, Int64Builder, RecordBatch, StringBuilder,
-    TimestampNanosecondBuilder, UInt32Builder, UInt64Builder,
+    ArrayBuilder, ArrayRef, BinaryBuilder, DictionaryArray, Int32Builder, Int64Builder,
+    RecordBatch, StringArray, StringBuilder, TimestampNanosecondBuilder, UInt8Array, UInt32Builder,
+    UInt64Builder,
 };
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
 use arrow::error::ArrowError;
@@ -21,6 +22,15 @@ pub struct Column {
     pub doc: &'static str,
 }
 
+/// `syscall` holds one of two names: stored as an Arrow dictionary, readers get small keys to
+/// compare instead of a 13-byte string per row (the `events` view tests it on every row).
+pub fn syscall_type() -> DataType {
+    DataType::Dictionary(Box::new(DataType::UInt8), Box::new(DataType::Utf8))
+}
+
+/// The `syscall` dictionary, indexed by `CallRecord::syscall`.
+const SYSCALL_NAMES: [&str; 2] = ["fanotify_mark", "fanotify_init"];
+
 fn timestamp_utc() -> DataType {
     DataType::Timestamp(TimeUnit::Nanosecond, Some("UTC".into()))
 }
@@ -35,7 +45,7 @@ macro_rules! columns {
 }
 
 columns! {
-    "syscall": DataType::Utf8, false, "fanotify_mark, or fanotify_init for the companion rows (then flags/mask hold its flags/event_f_flags and ret its fd); the analyzer's events and inits views split them.";
+    "syscall": syscall_type(), false, "fanotify_mark, or fanotify_init for the companion rows (then flags/mask hold its flags/event_f_flags and ret its fd); the analyzer's events and inits views split them.";
     "time": timestamp_utc(), false, "Wall-clock time of syscall entry (UTC), converted from CLOCK_BOOTTIME with the offset in the segment metadata.";
     "duration_ns": DataType::Int64, false, "Time spent inside the syscall, in nanoseconds.";
     "pid": DataType::UInt32, false, "Process id (thread-group id) in the initial pid namespace.";
@@ -75,13 +85,13 @@ pub struct DerivedColumn {
 pub const DERIVED: &[DerivedColumn] = &[
     DerivedColumn {
         name: "mark_action",
-        data_type: || DataType::Utf8,
+        data_type: || DataType::Utf8View,
         sql: "fan_mark_action(flags)",
         doc: "add, remove or flush (from flags); several or none when the flags are invalid, joined by '|'.",
     },
     DerivedColumn {
         name: "mark_type",
-        data_type: || DataType::Utf8,
+        data_type: || DataType::Utf8View,
         sql: "fan_mark_type(flags)",
         doc: "inode, mount, filesystem or mntns: the mark-type field of flags.",
     },
@@ -109,6 +119,17 @@ pub fn names_list() -> DataType {
 pub struct ProcessInfo {
     pub exe: Option<String>,
     pub container_id: Option<String>,
+}
+
+impl Column {
+    /// The column's type in segments of schema `version`: `syscall` was plain text before
+    /// version 3. The analyzer reads older segments with the current types.
+    pub fn stored_type(&self, version: u32) -> DataType {
+        match (self.name, version) {
+            ("syscall", ..3) => DataType::Utf8,
+            _ => (self.data_type)(),
+        }
+    }
 }
 
 /// The Arrow schema of the `events` table, with the schema version in its metadata.
@@ -147,7 +168,8 @@ pub struct EventBuilder {
     pathname_raw: BinaryBuilder,
     pathname_status: StringBuilder,
     ret: Int64Builder,
-    syscall: StringBuilder,
+    /// Keys into [`SYSCALL_NAMES`].
+    syscall: Vec<u8>,
     schema: SchemaRef,
 }
 
@@ -176,7 +198,7 @@ impl EventBuilder {
             pathname_raw: BinaryBuilder::with_capacity(rows, 0),
             pathname_status: StringBuilder::with_capacity(rows, rows * 2),
             ret: Int64Builder::with_capacity(rows),
-            syscall: StringBuilder::with_capacity(rows, rows * 13),
+            syscall: Vec::with_capacity(rows),
             schema: events_schema(),
         }
     }
@@ -246,17 +268,17 @@ impl EventBuilder {
         self.pathname_status
             .append_value(status.map(PathStatus::name).unwrap_or("unknown"));
         self.ret.append_value(ev.ret);
-        self.syscall.append_value(if ev.syscall == SYSCALL_INIT {
-            "fanotify_init"
-        } else {
-            "fanotify_mark"
-        });
+        self.syscall.push(u8::from(ev.syscall == SYSCALL_INIT));
     }
 
     /// The rows appended so far, as one batch; the builder is left empty.
     pub fn finish(&mut self) -> Result<RecordBatch, ArrowError> {
+        const _: () = assert!(SYSCALL_INIT == 1 && crate::record::SYSCALL_MARK == 0);
+        let keys = UInt8Array::from(std::mem::take(&mut self.syscall));
+        let syscall =
+            DictionaryArray::try_new(keys, Arc::new(StringArray::from(SYSCALL_NAMES.to_vec())))?;
         let columns: Vec<ArrayRef> = vec![
-            Arc::new(self.syscall.finish()),
+            Arc::new(syscall),
             Arc::new(self.time.finish()),
             Arc::new(self.duration_ns.finish()),
             Arc::new(self.pid.finish()),

@@ -3,8 +3,9 @@
 /// Version of the event layout in the files. Bump on any incompatible column change; the
 /// analyzer refuses files newer than it knows. Version 2 stopped storing the decoded columns
 /// (mark_action, mark_type, flag_names, mask_names); version 1 files still open, their copies
-/// are ignored in favour of the same values decoded from flags and mask.
-pub const CURRENT_SCHEMA_VERSION: u32 = 2;
+/// are ignored in favour of the same values decoded from flags and mask. Version 3 stores
+/// `syscall` as a dictionary (see `arrow::Column::stored_type`).
+pub const CURRENT_SCHEMA_VERSION: u32 = 3;
 
 pub const SCHEMA_VERSION: &str = "fantrace.schema_version";
 pub const RECORDER_VERSION: &str = "fantrace.recorder_version";
