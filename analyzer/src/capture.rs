@@ -4,7 +4,11 @@ use std::collections::HashMap;
 use std::fs::File;
 use std::path::{Path, PathBuf};
 
+use std::sync::Arc;
+use std::time::SystemTime;
+
 use datafusion::parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+use datafusion::parquet::file::metadata::ParquetMetaData;
 use fantrace_schema::metadata as keys;
 
 /// Why one input cannot be read. Each names the file and suggests what to do.
@@ -53,6 +57,12 @@ pub struct Segment {
     pub path: PathBuf,
     pub schema_version: u32,
     pub metadata: HashMap<String, String>,
+    /// The decoded footer, handed to the query engine so that it does not read and decode it a
+    /// second time; valid for the file's size and modification time. The page index is left
+    /// to the engine, which reads it only for segments that statistics do not rule out.
+    pub footer: Arc<ParquetMetaData>,
+    pub size: u64,
+    pub modified: SystemTime,
 }
 
 impl Segment {
@@ -204,6 +214,14 @@ pub fn open_segment(path: &Path) -> Result<Segment, CaptureError> {
         path: path.to_path_buf(),
         cause,
     })?;
+    let stat = file.metadata().map_err(|cause| CaptureError::Io {
+        path: path.to_path_buf(),
+        cause,
+    })?;
+    let modified = stat.modified().map_err(|cause| CaptureError::Io {
+        path: path.to_path_buf(),
+        cause,
+    })?;
     let builder =
         ParquetRecordBatchReaderBuilder::try_new(file).map_err(|e| CaptureError::NotParquet {
             path: path.to_path_buf(),
@@ -250,5 +268,8 @@ pub fn open_segment(path: &Path) -> Result<Segment, CaptureError> {
         path: path.to_path_buf(),
         schema_version: version,
         metadata,
+        footer: Arc::clone(builder.metadata()),
+        size: stat.len(),
+        modified,
     })
 }

@@ -6,7 +6,10 @@ use anyhow::Context as _;
 use arrow::array::{ArrayRef, RecordBatch, StringArray, UInt64Array};
 use arrow::datatypes::{DataType, Field, Schema};
 use datafusion::datasource::MemTable;
+use datafusion::datasource::physical_plan::parquet::metadata::CachedParquetMetaData;
+use datafusion::execution::cache::cache_manager::CachedFileMetadataEntry;
 use datafusion::execution::runtime_env::RuntimeEnvBuilder;
+use datafusion::object_store;
 use datafusion::prelude::{ParquetReadOptions, SQLOptions, SessionConfig, SessionContext};
 use fantrace_schema::metadata as keys;
 use fantrace_schema::record::LossCause;
@@ -53,14 +56,14 @@ pub async fn open(segments: &[Segment], opts: &SessionOptions) -> anyhow::Result
     // Deliberately no `enable_url_table()`: `SELECT * FROM '/etc/passwd'` must not read files.
     let ctx = SessionContext::new_with_config_rt(config, runtime);
     crate::functions::register(&ctx);
+    share_footers(&ctx, segments);
     let paths: Vec<String> = segments
         .iter()
         .map(|s| s.path.to_string_lossy().into_owned())
         .collect();
-    // Segments of the current version agree on every type, so DataFusion reads the schema from
-    // their footers (and keeps those footers for the scan). Older segments store some columns
-    // with other types; the current types are then given, and the older files' columns are
-    // cast to them as they are read.
+    // Segments of the current version agree on every type, so DataFusion takes the schema from
+    // a footer. Older segments store some columns with other types; the current types are then
+    // given, and the older files' columns are cast to them as they are read.
     let table_schema = scan_schema();
     let mut read_opts = ParquetReadOptions::default();
     if segments
@@ -84,6 +87,34 @@ pub async fn open(segments: &[Segment], opts: &SessionOptions) -> anyhow::Result
     ctx.register_table("stats", Arc::new(stats_table(segments)?))
         .context("registering table stats")?;
     Ok(ctx)
+}
+
+/// Puts the footers the capture check already decoded into DataFusion's metadata cache, where
+/// planning and every scan look first. Without this each segment's footer and page index were
+/// read and decoded again (a tenth of a short query's time). A path DataFusion spells
+/// differently (through a symlink, say) only misses the cache.
+fn share_footers(ctx: &SessionContext, segments: &[Segment]) {
+    let cache = ctx.runtime_env().cache_manager.get_file_metadata_cache();
+    for segment in segments {
+        let Ok(absolute) = std::path::absolute(&segment.path) else {
+            continue;
+        };
+        let Ok(location) = object_store::path::Path::from_absolute_path(&absolute) else {
+            continue;
+        };
+        let meta = object_store::ObjectMeta {
+            location: location.clone(),
+            last_modified: segment.modified.into(),
+            size: segment.size,
+            e_tag: None,
+            version: None,
+        };
+        let footer = CachedParquetMetaData::new(Arc::clone(&segment.footer));
+        cache.put(
+            &location,
+            CachedFileMetadataEntry::new(meta, Arc::new(footer)),
+        );
+    }
 }
 
 /// The stored columns as DataFusion reads them: text and bytes as view types, which decode
