@@ -111,11 +111,32 @@ impl Tracer {
         crate::procfs::rss_bytes(self.pid())
     }
 
-    /// SIGINT, then waits; returns the lines the tracer printed that were kept.
+    /// SIGINT, then waits; returns the lines the tracer printed that were kept. bpftrace now
+    /// and then ignores a SIGINT that arrives while it drains a flood of output (seen once in
+    /// a run of the storm: it then waited forever), so the signal is repeated every two
+    /// seconds, and after half a minute the tracer is killed and the run fails.
     pub fn stop(mut self) -> anyhow::Result<String> {
-        // SAFETY: kill on our own child's pid.
-        unsafe { libc::kill(self.child.id() as i32, libc::SIGINT) };
-        let status = self.child.wait().context("waiting for the tracer")?;
+        let started = Instant::now();
+        let mut signalled = None::<Instant>;
+        let status = loop {
+            if let Some(status) = self.child.try_wait().context("waiting for the tracer")? {
+                break status;
+            }
+            if started.elapsed() > Duration::from_secs(30) {
+                let _ = self.child.kill();
+                let _ = self.child.wait();
+                bail!(
+                    "{} did not stop within 30 s of SIGINT; killed it",
+                    self.name
+                );
+            }
+            if signalled.is_none_or(|t| t.elapsed() >= Duration::from_secs(2)) {
+                // SAFETY: kill on our own child's pid, which has not been reaped yet.
+                unsafe { libc::kill(self.child.id() as i32, libc::SIGINT) };
+                signalled = Some(Instant::now());
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        };
         if !status.success() {
             bail!("{} exited with {status}", self.name);
         }
