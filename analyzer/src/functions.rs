@@ -268,24 +268,27 @@ fn has_mask() -> ScalarUDF {
 mod tests {
     use super::*;
 
+    /// The result of `sql` as a printed table.
+    async fn pretty(ctx: &SessionContext, sql: &str) -> String {
+        let batches = ctx.sql(sql).await.unwrap().collect().await.unwrap();
+        arrow::util::pretty::pretty_format_batches(&batches)
+            .unwrap()
+            .to_string()
+    }
+
     #[tokio::test]
     async fn functions_work_in_sql() {
         let ctx = SessionContext::new();
         register(&ctx);
-        let df = ctx
-            .sql(
-                "SELECT fan_flag_names(arrow_cast(17, 'UInt32')) AS f, \
-                 fan_mask_names(arrow_cast(65568, 'UInt64')) AS m, \
-                 fan_mark_type(arrow_cast(256, 'UInt32')) AS t, \
-                 errno_name(arrow_cast(-9, 'Int64')) AS e, errno_name(arrow_cast(0, 'Int64')) AS ok, \
-                 has_mask(arrow_cast(65568, 'UInt64'), 'FAN_OPEN_PERM') AS p",
-            )
-            .await
-            .unwrap();
-        let batches = df.collect().await.unwrap();
-        let text = arrow::util::pretty::pretty_format_batches(&batches)
-            .unwrap()
-            .to_string();
+        let text = pretty(
+            &ctx,
+            "SELECT fan_flag_names(arrow_cast(17, 'UInt32')) AS f, \
+             fan_mask_names(arrow_cast(65568, 'UInt64')) AS m, \
+             fan_mark_type(arrow_cast(256, 'UInt32')) AS t, \
+             errno_name(arrow_cast(-9, 'Int64')) AS e, errno_name(arrow_cast(0, 'Int64')) AS ok, \
+             has_mask(arrow_cast(65568, 'UInt64'), 'FAN_OPEN_PERM') AS p",
+        )
+        .await;
         for want in [
             "FAN_MARK_ADD|FAN_MARK_MOUNT",
             "FAN_OPEN|FAN_OPEN_PERM",
@@ -304,17 +307,12 @@ mod tests {
             .unwrap_err();
         assert!(err.to_string().contains("unknown fanotify event name"));
         // A bit name that is not a literal is looked up row by row.
-        let df = ctx
-            .sql(
-                "SELECT has_mask(m, n) AS p FROM (VALUES (arrow_cast(65536, 'UInt64'), \
-                 'FAN_OPEN_PERM'), (arrow_cast(32, 'UInt64'), 'FAN_OPEN_PERM')) AS t(m, n)",
-            )
-            .await
-            .unwrap();
-        let batches = df.collect().await.unwrap();
-        let text = arrow::util::pretty::pretty_format_batches(&batches)
-            .unwrap()
-            .to_string();
+        let text = pretty(
+            &ctx,
+            "SELECT has_mask(m, n) AS p FROM (VALUES (arrow_cast(65536, 'UInt64'), \
+             'FAN_OPEN_PERM'), (arrow_cast(32, 'UInt64'), 'FAN_OPEN_PERM')) AS t(m, n)",
+        )
+        .await;
         assert!(text.contains("true") && text.contains("false"), "{text}");
     }
 
