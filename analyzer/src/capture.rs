@@ -59,8 +59,9 @@ pub struct Segment {
     pub metadata: HashMap<String, String>,
     /// The decoded footer, handed to the query engine so that it does not read and decode it a
     /// second time; valid for the file's size and modification time. The page index is left
-    /// to the engine, which reads it only for segments that statistics do not rule out.
-    pub footer: Arc<ParquetMetaData>,
+    /// to the engine, which reads it only for segments that statistics do not rule out. `None`
+    /// once the capture's footers passed [`FOOTERS_KEPT_BYTES`].
+    pub footer: Option<Arc<ParquetMetaData>>,
     pub size: u64,
     pub modified: SystemTime,
 }
@@ -74,6 +75,11 @@ impl Segment {
         self.meta(key).and_then(|v| v.parse().ok())
     }
 }
+
+/// Decoded footers kept for the query engine, at most: they stay in memory while a command
+/// runs, and a capture of thousands of large segments must not keep them all. Below
+/// DataFusion's own metadata cache (50 MiB by default), which evicts what does not fit.
+pub const FOOTERS_KEPT_BYTES: usize = 32 * 1024 * 1024;
 
 /// Which captures a command reads.
 #[derive(clap::Args, Debug, Clone)]
@@ -107,12 +113,19 @@ pub fn load(args: &CaptureArgs) -> anyhow::Result<Loaded> {
             Err(err.into())
         }
     };
+    let mut footer_bytes = 0;
     for input in expand_globs(&args.captures)? {
         match segment_paths(std::slice::from_ref(&input)) {
             Ok(paths) => {
                 for path in paths {
                     match open_segment(&path) {
-                        Ok(seg) => segments.push(seg),
+                        Ok(mut seg) => {
+                            footer_bytes += seg.footer.as_ref().map_or(0, |f| f.memory_size());
+                            if footer_bytes > FOOTERS_KEPT_BYTES {
+                                seg.footer = None;
+                            }
+                            segments.push(seg);
+                        }
                         Err(e) => keep_or_fail(e)?,
                     }
                 }
@@ -268,7 +281,7 @@ pub fn open_segment(path: &Path) -> Result<Segment, CaptureError> {
         path: path.to_path_buf(),
         schema_version: version,
         metadata,
-        footer: Arc::clone(builder.metadata()),
+        footer: Some(Arc::clone(builder.metadata())),
         size: stat.len(),
         modified,
     })

@@ -96,6 +96,9 @@ pub async fn open(segments: &[Segment], opts: &SessionOptions) -> anyhow::Result
 fn share_footers(ctx: &SessionContext, segments: &[Segment]) {
     let cache = ctx.runtime_env().cache_manager.get_file_metadata_cache();
     for segment in segments {
+        let Some(footer) = &segment.footer else {
+            continue;
+        };
         let Ok(absolute) = std::path::absolute(&segment.path) else {
             continue;
         };
@@ -109,7 +112,7 @@ fn share_footers(ctx: &SessionContext, segments: &[Segment]) {
             e_tag: None,
             version: None,
         };
-        let footer = CachedParquetMetaData::new(Arc::clone(&segment.footer));
+        let footer = CachedParquetMetaData::new(Arc::clone(footer));
         cache.put(
             &location,
             CachedFileMetadataEntry::new(meta, Arc::new(footer)),

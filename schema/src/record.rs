@@ -155,7 +155,19 @@ impl KernelOffset {
     /// The fields without which no call can be recorded correctly (the caller's ids, name and
     /// cgroup); a missing optional one (parent, namespaces) only leaves its columns 0.
     pub const fn required(self) -> bool {
-        (self as u32) < (Self::TaskRealParent as u32)
+        matches!(
+            self,
+            Self::TaskPid
+                | Self::TaskTgid
+                | Self::TaskComm
+                | Self::TaskCred
+                | Self::CredUid
+                | Self::CredGid
+                | Self::TaskCgroups
+                | Self::CssSetDflCgrp
+                | Self::CgroupKn
+                | Self::KernfsNodeId
+        )
     }
 }
 
