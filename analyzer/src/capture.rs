@@ -3,7 +3,6 @@
 use std::collections::HashMap;
 use std::fs::File;
 use std::path::{Path, PathBuf};
-
 use std::sync::Arc;
 use std::time::SystemTime;
 
@@ -57,11 +56,18 @@ pub struct Segment {
     pub path: PathBuf,
     pub schema_version: u32,
     pub metadata: HashMap<String, String>,
-    /// The decoded footer, handed to the query engine so that it does not read and decode it a
-    /// second time; valid for the file's size and modification time. The page index is left
-    /// to the engine, which reads it only for segments that statistics do not rule out. `None`
-    /// once the capture's footers passed [`FOOTERS_KEPT_BYTES`].
-    pub footer: Option<Arc<ParquetMetaData>>,
+    /// `None` once the capture's footers passed [`FOOTERS_KEPT_BYTES`].
+    pub footer: Option<Footer>,
+}
+
+/// A segment's decoded footer, handed to the query engine so that it does not read and decode
+/// it a second time. The page index is left to the engine, which reads it only for segments
+/// that statistics do not rule out.
+#[derive(Debug, Clone)]
+pub struct Footer {
+    pub metadata: Arc<ParquetMetaData>,
+    /// The file's size and modification time when the footer was read: the engine's cache
+    /// serves the footer only while both still match.
     pub size: u64,
     pub modified: SystemTime,
 }
@@ -120,7 +126,8 @@ pub fn load(args: &CaptureArgs) -> anyhow::Result<Loaded> {
                 for path in paths {
                     match open_segment(&path) {
                         Ok(mut seg) => {
-                            footer_bytes += seg.footer.as_ref().map_or(0, |f| f.memory_size());
+                            footer_bytes +=
+                                seg.footer.as_ref().map_or(0, |f| f.metadata.memory_size());
                             if footer_bytes > FOOTERS_KEPT_BYTES {
                                 seg.footer = None;
                             }
@@ -281,8 +288,10 @@ pub fn open_segment(path: &Path) -> Result<Segment, CaptureError> {
         path: path.to_path_buf(),
         schema_version: version,
         metadata,
-        footer: Some(Arc::clone(builder.metadata())),
-        size: stat.len(),
-        modified,
+        footer: Some(Footer {
+            metadata: Arc::clone(builder.metadata()),
+            size: stat.len(),
+            modified,
+        }),
     })
 }

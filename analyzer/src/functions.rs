@@ -1,8 +1,7 @@
 //! SQL functions that decode fanotify values, built from the `schema` tables (names are never
 //! repeated here).
-use std::sync::Arc;
-
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use arrow::array::{
     Array, ArrayRef, ArrowPrimitiveType, AsArray, BooleanArray, ListBuilder, PrimitiveArray,
@@ -120,7 +119,7 @@ fn unary_text<T: ArrowPrimitiveType>(
 /// calls holds a handful of distinct flags or return values, so a row costs a table lookup
 /// and a 16-byte string view copied from the decoded values, instead of a string built,
 /// allocated and copied: `mark_action` over ten million calls went from 390 ms to a few.
-pub fn decode_text<T: ArrowPrimitiveType>(
+fn decode_text<T: ArrowPrimitiveType>(
     values: &PrimitiveArray<T>,
     f: impl Fn(T::Native) -> Option<String>,
 ) -> Result<ArrayRef, DataFusionError> {
@@ -133,7 +132,8 @@ pub fn decode_text<T: ArrowPrimitiveType>(
         let mut index_of = |v: T::Native| -> Option<u32> {
             // Every native integer type fits a u64 bit for bit, so keys never collide.
             let key = v.as_usize() as u64;
-            let slot = (key.wrapping_mul(0x9e37_79b9_7f4a_7c15) >> 56) as usize % SLOTS;
+            // The top eight bits of a multiplicative hash: one of the 256 slots.
+            let slot = (key.wrapping_mul(0x9e37_79b9_7f4a_7c15) >> 56) as usize;
             if let Some((k, index)) = slots[slot]
                 && k == key
             {

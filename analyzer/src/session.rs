@@ -107,15 +107,15 @@ fn share_footers(ctx: &SessionContext, segments: &[Segment]) {
         };
         let meta = object_store::ObjectMeta {
             location: location.clone(),
-            last_modified: segment.modified.into(),
-            size: segment.size,
+            last_modified: footer.modified.into(),
+            size: footer.size,
             e_tag: None,
             version: None,
         };
-        let footer = CachedParquetMetaData::new(Arc::clone(footer));
+        let cached = CachedParquetMetaData::new(Arc::clone(&footer.metadata));
         cache.put(
             &location,
-            CachedFileMetadataEntry::new(meta, Arc::new(footer)),
+            CachedFileMetadataEntry::new(meta, Arc::new(cached)),
         );
     }
 }

@@ -2,10 +2,10 @@
 //! mount and pid namespace. The field offsets come from the running kernel's BTF,
 //! resolved by the recorder at load time, so the probe is not tied to one kernel's layout.
 //!
-//! The reads are plain loads through the BTF task pointer rather than helper calls: the offsets live in read-only data the loader
-//! freezes, so the verifier knows each one as a constant, checks the load against the kernel's
-//! BTF and turns it into a fault-safe load. Helper calls for these reads were more than half of
-//! the probe's time per call.
+//! The reads are plain loads through the BTF task pointer rather than helper calls: the
+//! offsets live in read-only data the loader freezes, so the verifier knows each one as a
+//! constant, checks the load against the kernel's BTF and turns it into a fault-safe load.
+//! Helper calls for these reads were more than half of the probe's time per call.
 use aya_ebpf::helpers::{bpf_probe_read_kernel, generated::bpf_get_current_task_btf};
 use fantrace_schema::record::KernelOffset;
 

@@ -131,10 +131,10 @@ fn begin() -> Option<(&'static mut PendingCall, u64)> {
     ev.gid = gid;
     ev.cgroup_id = cgroup_id;
     ev.comm = comm;
-    let task = context::namespaces(task);
-    ev.ppid = task.ppid;
-    ev.mnt_ns = task.mnt_ns;
-    ev.pid_ns = task.pid_ns;
+    let ns = context::namespaces(task);
+    ev.ppid = ns.ppid;
+    ev.mnt_ns = ns.mnt_ns;
+    ev.pid_ns = ns.pid_ns;
     ev._pad2 = 0;
     Some((pending, enter_ns))
 }
