@@ -49,6 +49,47 @@ setup_test_tools() {
   fi
 }
 
+# The kernel matrix (tests/tests/e2e_kernels.rs, and the bench's instruction counts) boots
+# Debian 12's stock kernel in a QEMU guest with virtme-ng. Everything lives under GUEST_DIR;
+# nothing is installed into the host's /boot.
+GUEST_DIR=${FANTRACE_GUEST_DIR:-/var/cache/fantrace/guest}
+VIRTME_NG_VERSION=1.42
+
+setup_guest() {
+  local missing=()
+  command -v qemu-system-x86_64 >/dev/null 2>&1 || missing+=(qemu-system-x86)
+  command -v depmod >/dev/null 2>&1 || missing+=(kmod)
+  command -v busybox >/dev/null 2>&1 || missing+=(busybox-static)
+  # virtme-ng needs the host's udev for the guest's console ports.
+  command -v udevadm >/dev/null 2>&1 || missing+=(udev)
+  if [ ${#missing[@]} -gt 0 ]; then
+    say "installing ${missing[*]} (the 6.1 guest for the kernel matrix)"
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  fi
+  mkdir -p "$GUEST_DIR"
+  if ! "$GUEST_DIR/venv/bin/vng" --version 2>/dev/null | grep -q "$VIRTME_NG_VERSION"; then
+    say "installing virtme-ng $VIRTME_NG_VERSION into $GUEST_DIR/venv"
+    python3 -m venv "$GUEST_DIR/venv"
+    "$GUEST_DIR/venv/bin/pip" install --quiet --disable-pip-version-check "virtme-ng==$VIRTME_NG_VERSION"
+  fi
+  if ! ls "$GUEST_DIR"/debian-6.1/boot/vmlinuz-* >/dev/null 2>&1; then
+    # Whatever 6.1 kernel Debian 12 ships today (linux-image-amd64 names it); the unsigned
+    # package is the same kernel without the Secure Boot signature.
+    local pkg
+    pkg=$(apt-cache depends linux-image-amd64 | awk '/Depends: linux-image-6\.1/ {print $2; exit}')
+    [ -n "$pkg" ] || { apt-get update -qq; pkg=$(apt-cache depends linux-image-amd64 | awk '/Depends: linux-image-6\.1/ {print $2; exit}'); }
+    [ -n "$pkg" ] || { echo "fantrace.sh: apt offers no Debian 6.1 kernel (linux-image-amd64)" >&2; exit 1; }
+    say "fetching $pkg-unsigned for the 6.1 guest"
+    local tmp
+    tmp=$(mktemp -d "$GUEST_DIR/.fetch.XXXXXX")
+    (cd "$tmp" && apt-get download -qq "$pkg-unsigned" 2>/dev/null && dpkg-deb -x ./*.deb root)
+    rm -rf "$GUEST_DIR/debian-6.1"
+    mv "$tmp/root" "$GUEST_DIR/debian-6.1"
+    rm -rf "$tmp"
+  fi
+}
+
 setup_bench_peers() {
   # The peers the bench compares with. A missing one is reported in the table, not faked.
   if ! command -v bpftrace >/dev/null 2>&1; then
@@ -91,12 +132,12 @@ demo() {
   "$bin/fantrace-analyzer" query --capture "$capture" \
     "SELECT time, pid, tid, comm, uid, fanotify_fd AS fd, fan_flag_names(flags) AS flags,
             fan_mask_names(mask) AS mask, dirfd, pathname, pathname_status AS path,
-            ret, errno_name(ret) AS error
+            ret, errno_name(ret) AS error, abi
        FROM events WHERE comm LIKE 'fantrace-wl%' ORDER BY time"
   "$bin/fantrace-analyzer" query --capture "$capture" \
-    "SELECT time, pid, comm, flag_names, class, fd FROM inits ORDER BY time"
+    "SELECT time, pid, comm, flag_names, class, fd, abi FROM inits ORDER BY time"
   "$bin/fantrace-analyzer" query --capture "$capture" \
-    "SELECT hostname, kernel_release, events_written, events_lost, stop_reason FROM stats"
+    "SELECT hostname, kernel_release, attach_mode, ia32_covered, events_written, events_lost, stop_reason FROM stats"
   echo "capture kept in $capture; query it with: target/debug/fantrace-analyzer query --capture $capture \"SELECT ...\""
 }
 
@@ -111,7 +152,7 @@ run_tests() {
 
 case "${1:-}" in
   demo) need_root demo; setup; build; demo ;;
-  test) need_root test; setup; setup_test_tools; build; run_tests ;;
+  test) need_root test; setup; setup_test_tools; setup_guest; build; run_tests ;;
   bench)
     need_root bench; setup; setup_bench_peers
     say "building the workspace (optimized)"

@@ -149,8 +149,9 @@ pub fn load(args: &CaptureArgs) -> anyhow::Result<Loaded> {
     Ok(Loaded { segments, bad })
 }
 
-/// Prints a warning when the probe lost calls while these segments were recorded.
-pub fn warn_about_losses(segments: &[Segment]) {
+/// Prints a warning for each kind of call the recording missed: calls the probe could not
+/// deliver, and 32-bit calls when the recorder could not see them.
+pub fn warn_about_gaps(segments: &[Segment]) {
     let lost: u64 = segments
         .iter()
         .filter_map(|s| s.meta_u64(keys::EVENTS_LOST))
@@ -161,6 +162,38 @@ pub fn warn_about_losses(segments: &[Segment]) {
              captures were recorded; results are incomplete (see the stats table)"
         );
     }
+    if let Some(warning) = ia32_warning(segments) {
+        eprintln!("fantrace-analyzer: warning: {warning}");
+    }
+}
+
+/// Why a segment's recorder did not see 32-bit (ia32) calls, or `None` if it did.
+pub fn ia32_gap(segment: &Segment) -> Option<String> {
+    match segment.meta(keys::IA32_COVERED) {
+        Some(v) if v.starts_with("yes") => None,
+        Some(v) => Some(v.strip_prefix("no: ").unwrap_or(v).to_string()),
+        None => Some(format!(
+            "recorded with schema version {}, before fantrace recorded ia32 calls",
+            segment.schema_version
+        )),
+    }
+}
+
+/// One sentence for the segments whose recorder was blind to ia32 calls, naming the reasons.
+pub fn ia32_warning(segments: &[Segment]) -> Option<String> {
+    let mut reasons: Vec<String> = segments.iter().filter_map(ia32_gap).collect();
+    if reasons.is_empty() {
+        return None;
+    }
+    let blind = reasons.len();
+    reasons.sort();
+    reasons.dedup();
+    Some(format!(
+        "32-bit (ia32) calls were not recorded in {blind} of {} segment(s) ({}): a process \
+         that calls fanotify_mark through the 32-bit ABI is missing from these results",
+        segments.len(),
+        reasons.join("; ")
+    ))
 }
 
 /// Inputs with `*`, `?` or `[` are glob patterns (for when the shell did not expand them).
@@ -272,9 +305,12 @@ pub fn open_segment(path: &Path) -> Result<Segment, CaptureError> {
     }
     let schema = builder.schema();
     for column in fantrace_schema::arrow::COLUMNS {
+        let Some(stored) = column.stored_type(version) else {
+            continue;
+        };
         let ok = schema
             .field_with_name(column.name)
-            .map(|f| f.data_type() == &column.stored_type(version))
+            .map(|f| f.data_type() == &stored)
             .unwrap_or(false);
         if !ok {
             return Err(CaptureError::WrongColumns {

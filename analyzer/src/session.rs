@@ -160,7 +160,7 @@ static EVENTS_VIEW: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
 const INITS_VIEW: &str = "CREATE VIEW inits AS SELECT time, duration_ns, pid, tid, comm, ppid, \
     uid, gid, cgroup_id, mnt_ns, pid_ns, exe, container_id, flags, \
     fan_init_flag_names(flags) AS flag_names, fan_init_class(flags) AS class, \
-    arrow_cast(mask, 'UInt32') AS event_f_flags, ret AS fd, errno_name(ret) AS error \
+    arrow_cast(mask, 'UInt32') AS event_f_flags, ret AS fd, errno_name(ret) AS error, abi \
     FROM calls WHERE syscall = 'fanotify_init'";
 
 /// One row per segment: where it came from, its time span and what it holds or lost.
@@ -217,6 +217,15 @@ fn stats_table(segments: &[Segment]) -> anyhow::Result<MemTable> {
     columns.push(text(keys::STOP_REASON));
     fields.push(Field::new("recorder_version", DataType::Utf8, true));
     columns.push(text(keys::RECORDER_VERSION));
+    for (name, key) in [
+        ("attach_mode", keys::ATTACH_MODE),
+        ("attach_reason", keys::ATTACH_REASON),
+        ("attach_points", keys::ATTACH_POINTS),
+        ("ia32_covered", keys::IA32_COVERED),
+    ] {
+        fields.push(Field::new(name, DataType::Utf8, true));
+        columns.push(text(key));
+    }
     fields.push(Field::new("schema_version", DataType::UInt64, true));
     columns.push(number(keys::SCHEMA_VERSION));
     let schema = Arc::new(Schema::new(fields));

@@ -43,7 +43,8 @@ fn event(r: &Row) -> CallRecord {
         ppid: 1,
         mnt_ns: 4026531841,
         pid_ns: 4026531836,
-        _pad2: 0,
+        abi: 0,
+        _pad: [0; 3],
         fanotify_fd: 3,
         flags: r.flags,
         dirfd: -100,
@@ -57,6 +58,11 @@ fn event(r: &Row) -> CallRecord {
 /// A segment with known rows: two processes, a permission mark, a mount mark, a failure, a
 /// non-UTF-8 path and a NULL path.
 fn write_segment(path: &Path, schema_version: &str, lost: u64) {
+    write_segment_with(path, schema_version, lost, &[]);
+}
+
+/// A segment like [`write_segment`], with extra key-value metadata.
+fn write_segment_with(path: &Path, schema_version: &str, lost: u64, extra: &[(&str, &str)]) {
     let row = |i, pid, comm, flags, mask, ret, path, status| Row {
         i,
         pid,
@@ -107,16 +113,22 @@ fn write_segment(path: &Path, schema_version: &str, lost: u64) {
     ] {
         w.append_key_value_metadata(KeyValue::new(k.to_string(), v));
     }
+    for (k, v) in extra {
+        w.append_key_value_metadata(KeyValue::new(k.to_string(), v.to_string()));
+    }
     w.close().unwrap();
 }
 
-/// The batch with each column cast to the type segments of `version` stored it as.
+/// The batch as segments of `version` stored it: each column cast to that version's type, and
+/// the columns it did not have left out.
 fn as_stored_in(batch: RecordBatch, version: u32) -> RecordBatch {
     let schema = events_schema();
     let mut fields = Vec::new();
     let mut columns = Vec::new();
     for (column, array) in COLUMNS.iter().zip(batch.columns()) {
-        let t = column.stored_type(version);
+        let Some(t) = column.stored_type(version) else {
+            continue;
+        };
         fields.push(Field::new(column.name, t.clone(), column.nullable));
         columns.push(arrow::compute::cast(array, &t).unwrap());
     }
@@ -321,9 +333,68 @@ fn decoding_functions_in_sql() {
     assert_eq!(lines[2], "add,mount,FAN_MARK_ADD,FAN_OPEN");
     let err = String::from_utf8(out.stderr).unwrap();
     assert!(
-        err.starts_with("Run Time: ") && err.ends_with(" s\n"),
+        err.lines()
+            .any(|l| l.starts_with("Run Time: ") && l.ends_with(" s")),
         "{err}"
     );
+}
+
+#[test]
+fn segments_blind_to_ia32_calls_are_warned_about() {
+    let tmp = tempfile::tempdir().unwrap();
+    let current = keys::CURRENT_SCHEMA_VERSION.to_string();
+    let covered = tmp.path().join("covered.parquet");
+    write_segment_with(&covered, &current, 0, &[(keys::IA32_COVERED, "yes")]);
+    let blind = tmp.path().join("blind.parquet");
+    write_segment_with(
+        &blind,
+        &current,
+        0,
+        &[(keys::IA32_COVERED, "no: --ia32 off in tracepoint mode")],
+    );
+    let old = tmp.path().join("old.parquet");
+    write_segment(&old, "3", 0);
+    let out = analyzer(&["query", "-c", covered.to_str().unwrap(), "SELECT 1"]);
+    assert!(out.status.success());
+    assert!(
+        !String::from_utf8_lossy(&out.stderr).contains("ia32"),
+        "no warning when every segment saw 32-bit calls"
+    );
+    for (input, reason) in [
+        (&blind, "--ia32 off in tracepoint mode"),
+        (&old, "recorded with schema version 3"),
+    ] {
+        let out = analyzer(&["query", "-c", input.to_str().unwrap(), "SELECT 1"]);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            err.contains("warning: 32-bit (ia32) calls were not recorded in 1 of 1 segment(s)")
+                && err.contains(reason),
+            "{err}"
+        );
+    }
+    let out = ok(&[
+        "inspect",
+        "-c",
+        covered.to_str().unwrap(),
+        "-c",
+        blind.to_str().unwrap(),
+    ]);
+    assert!(
+        out.contains("warning: 32-bit (ia32) calls were not recorded in 1 of 2 segment(s)"),
+        "{out}"
+    );
+    // The abi column of a segment from before it existed reads as NULL.
+    let abi = ok(&[
+        "query",
+        "-c",
+        old.to_str().unwrap(),
+        "-c",
+        covered.to_str().unwrap(),
+        "--format",
+        "csv",
+        "SELECT count(*) AS n, count(abi) AS with_abi FROM calls",
+    ]);
+    assert_eq!(abi.lines().nth(1), Some("10,5"), "{abi}");
 }
 
 #[test]

@@ -22,7 +22,7 @@ pub struct Bench {
 }
 
 /// bpftrace doing the least a tracer can: counting the calls in a map.
-const BPFTRACE_COUNT: &str = "BEGIN { printf(\"ready\\n\"); } \
+pub const BPFTRACE_COUNT: &str = "BEGIN { printf(\"ready\\n\"); } \
     tracepoint:syscalls:sys_enter_fanotify_mark { @calls = count(); }";
 
 /// bpftrace doing what fantrace does, as far as a one-liner can: every call with its
@@ -37,7 +37,7 @@ const BPFTRACE_PRINT: &str = "BEGIN { printf(\"ready\\n\"); } \
 
 impl Bench {
     /// Runs the calling loop in a child process pinned to CPU 0.
-    fn call(
+    pub fn call(
         &self,
         mode: Mode,
         calls: Option<u64>,

@@ -4,6 +4,7 @@
 mod analysis;
 mod caller;
 mod capture_cost;
+mod icount;
 mod procfs;
 mod queries;
 mod report;
@@ -39,6 +40,9 @@ enum Cmd {
     Call(caller::CallArgs),
     /// Write a synthetic capture of realistic shape.
     Synth(synth::SynthArgs),
+    /// Count instructions per call inside the guest (the icount scenario runs this there).
+    #[command(hide = true)]
+    IcountInside(icount::InsideArgs),
 }
 
 #[derive(clap::Args, Clone)]
@@ -58,9 +62,12 @@ struct RunArgs {
     /// Events in the synthetic capture the analyzer comparison reads.
     #[arg(long, default_value_t = 10_000_000)]
     events: u64,
-    /// Only these scenarios (comma-separated: overhead, storm, varied, analyzer).
+    /// Only these scenarios (comma-separated: overhead, storm, varied, analyzer, icount).
     #[arg(long, value_delimiter = ',')]
     only: Vec<String>,
+    /// Calls per loop in the icount scenario (instructions per call in the 6.1 guest).
+    #[arg(long, default_value_t = 100_000)]
+    icount_calls: u64,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -68,6 +75,7 @@ fn main() -> anyhow::Result<()> {
     match cli.command {
         Some(Cmd::Call(args)) => caller::run(&args),
         Some(Cmd::Synth(args)) => synth::run(&args),
+        Some(Cmd::IcountInside(args)) => icount::inside(&args),
         Some(Cmd::Run(args)) => run(&args),
         None => run(&cli.run),
     }
@@ -152,6 +160,10 @@ fn run(args: &RunArgs) -> anyhow::Result<()> {
     if wanted("varied") {
         eprintln!("varied: named processes, varied paths and flags");
         rows.push(bench.varied(args.storm_seconds / 2.0)?);
+    }
+    if wanted("icount") {
+        eprintln!("icount: instructions per call in the Debian 6.1 guest (QEMU -icount shift=0)");
+        rows.extend(bench.instructions(args.icount_calls)?);
     }
     if wanted("analyzer") {
         eprintln!("analyzer: fantrace-analyzer and DuckDB on the same capture");

@@ -78,7 +78,8 @@ impl Tracer {
     }
 
     fn wait_for(mut self, needle: &str) -> anyhow::Result<Tracer> {
-        let deadline = Instant::now() + Duration::from_secs(60);
+        let limit = attach_timeout();
+        let deadline = Instant::now() + limit;
         while Instant::now() < deadline {
             match self.lines.recv_timeout(Duration::from_millis(200)) {
                 Ok(line) if line.contains(needle) => return Ok(self),
@@ -94,7 +95,7 @@ impl Tracer {
                 }
             }
         }
-        bail!("{} did not attach within 60 s", self.name)
+        bail!("{} did not attach within {limit:?}", self.name)
     }
 
     pub fn pid(&self) -> u32 {
@@ -156,6 +157,15 @@ impl Drop for Tracer {
             let _ = self.child.wait();
         }
     }
+}
+
+/// How long a tracer may take to attach: a minute, or (in an emulated guest, where parsing the
+/// kernel's BTF alone takes that long) what `FANTRACE_BENCH_ATTACH_TIMEOUT` says, in seconds.
+fn attach_timeout() -> Duration {
+    std::env::var("FANTRACE_BENCH_ATTACH_TIMEOUT")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .map_or(Duration::from_secs(60), Duration::from_secs)
 }
 
 /// Sum of bpftrace's "Lost N events" reports.

@@ -7,7 +7,7 @@
 //! constant, checks the load against the kernel's BTF and turns it into a fault-safe load.
 //! Helper calls for these reads were more than half of the probe's time per call.
 use aya_ebpf::helpers::{bpf_probe_read_kernel, generated::bpf_get_current_task_btf};
-use fantrace_schema::record::KernelOffset;
+use fantrace_schema::record::{KernelOffset, TS_COMPAT};
 
 /// Offsets indexed by `KernelOffset`; `u32::MAX` marks a field the kernel does not have.
 #[unsafe(no_mangle)]
@@ -15,6 +15,9 @@ static KERNEL_OFFSETS: [u32; KernelOffset::COUNT] = [u32::MAX; KernelOffset::COU
 
 /// Deepest pid namespace nesting the kernel allows (MAX_PID_NS_LEVEL is 32).
 const MAX_PID_LEVEL: u32 = 31;
+
+/// Bounds a byte offset into `struct pid` (about 100 bytes plus 32 16-byte `upid` slots).
+const MAX_PID_SLOT: usize = 0x7ff;
 
 #[inline(always)]
 fn offset(which: KernelOffset) -> Option<usize> {
@@ -81,6 +84,13 @@ pub fn uid_gid(task: *const u8) -> (u32, u32) {
     )
 }
 
+/// Whether the task is inside an ia32 syscall (the kernel's `in_ia32_syscall()`); false
+/// when the kernel has no such field (no ia32 emulation).
+#[inline(always)]
+pub fn in_ia32_syscall(task: *const u8) -> bool {
+    load::<u32>(task, KernelOffset::TaskThreadInfoStatus).is_some_and(|s| s & TS_COMPAT != 0)
+}
+
 pub struct TaskContext {
     pub ppid: u32,
     pub mnt_ns: u32,
@@ -120,8 +130,10 @@ fn active_pid_ns(task: *const u8) -> Option<u32> {
     } else {
         // numbers[level] sits at a run-time offset, which only the helper may read, and what
         // it returns is a plain number to the verifier, so the namespace is read the same way.
+        // Older verifiers (6.1) keep no bounds on a product of two registers, and refuse to add
+        // an unbounded number to a pointer: the mask bounds it (a struct pid is far smaller).
         let upid_size = offset(KernelOffset::UpidSize)?;
-        let slot = numbers + level as usize * upid_size + upid_ns;
+        let slot = (numbers + level as usize * upid_size + upid_ns) & MAX_PID_SLOT;
         let ns =
             unsafe { bpf_probe_read_kernel(pid.wrapping_add(slot) as *const *const u8) }.ok()?;
         if ns.is_null() {

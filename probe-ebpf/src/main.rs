@@ -1,17 +1,29 @@
-//! Entry points of the fanotify_mark probe.
+//! The fanotify_mark probe.
 //!
-//! `sys_enter_fanotify_mark` copies the arguments, the process context and the pathname string
-//! into a per-thread pending record; `sys_exit_fanotify_mark` adds the return value and submits
-//! the header plus only the path bytes read to the ring buffer.
+//! Entry points, one file per way of attaching: `fentry.rs` (BPF trampolines on the syscall
+//! functions, where the kernel has them), `tracepoint.rs` (the syscall tracepoints) and
+//! `raw_syscalls.rs` (the raw `sys_enter`/`sys_exit` tracepoints, for ia32 calls in
+//! tracepoint mode). Each finds the arguments (`regs.rs` reads them from saved registers) and
+//! hands them to `call.rs`: at entry the caller's context (`context.rs`) and the pathname go
+//! into a per-thread pending record, at exit the return value is added and the record plus
+//! only the path bytes read go to the ring buffer (`maps.rs`).
 #![cfg_attr(target_arch = "bpf", no_std)]
 #![cfg_attr(target_arch = "bpf", no_main)]
 
 #[cfg(target_arch = "bpf")]
+mod call;
+#[cfg(target_arch = "bpf")]
 mod context;
+#[cfg(target_arch = "bpf")]
+mod fentry;
 #[cfg(target_arch = "bpf")]
 mod maps;
 #[cfg(target_arch = "bpf")]
-mod probe;
+mod raw_syscalls;
+#[cfg(target_arch = "bpf")]
+mod regs;
+#[cfg(target_arch = "bpf")]
+mod tracepoint;
 
 #[cfg(not(target_arch = "bpf"))]
 fn main() {

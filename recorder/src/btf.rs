@@ -47,13 +47,48 @@ fn btf_path(which: KernelOffset) -> (&'static str, &'static str) {
         K::UpidNs => ("upid", "ns"),
         K::UpidSize => ("upid", ""),
         K::PidNsInum => ("pid_namespace", "ns.inum"),
+        K::TaskThreadInfoStatus => ("task_struct", "thread_info.status"),
+        K::PtRegsDi => ("pt_regs", "di"),
+        K::PtRegsSi => ("pt_regs", "si"),
+        K::PtRegsDx => ("pt_regs", "dx"),
+        K::PtRegsR10 => ("pt_regs", "r10"),
+        K::PtRegsR8 => ("pt_regs", "r8"),
+        K::PtRegsBx => ("pt_regs", "bx"),
+        K::PtRegsCx => ("pt_regs", "cx"),
+        K::PtRegsBp => ("pt_regs", "bp"),
+        K::PtRegsOrigAx => ("pt_regs", "orig_ax"),
+    }
+}
+
+/// Field offsets in `KernelOffset` order, resolved from the running kernel's BTF.
+pub struct KernelOffsets {
+    pub values: [u32; KernelOffset::COUNT],
+    /// `struct.field` of each optional field this kernel lacks (its value is `u32::MAX`).
+    pub missing: Vec<String>,
+}
+
+impl KernelOffsets {
+    pub fn has(&self, which: KernelOffset) -> bool {
+        self.values[which as usize] != u32::MAX
+    }
+
+    /// `struct.field` names of the fields in `needed` this kernel lacks.
+    pub fn lacking(&self, needed: &[KernelOffset]) -> Vec<String> {
+        needed
+            .iter()
+            .filter(|&&k| !self.has(k))
+            .map(|&k| {
+                let (s, f) = btf_path(k);
+                format!("{s}.{f}")
+            })
+            .collect()
     }
 }
 
 /// The offsets in `KernelOffset` order; a field this kernel lacks is `u32::MAX` (the probe
-/// then leaves its column 0) and is named in the returned list of missing fields. A missing
-/// required field is an error.
-pub fn kernel_offsets() -> anyhow::Result<([u32; KernelOffset::COUNT], Vec<String>)> {
+/// then leaves its column 0, or the attach mode that needs it is not used) and is named in
+/// the list of missing fields. A missing required field is an error.
+pub fn kernel_offsets() -> anyhow::Result<KernelOffsets> {
     let data = std::fs::read(VMLINUX_BTF).with_context(|| {
         format!("reading {VMLINUX_BTF}: the kernel must be built with CONFIG_DEBUG_INFO_BTF")
     })?;
@@ -82,15 +117,38 @@ pub fn kernel_offsets() -> anyhow::Result<([u32; KernelOffset::COUNT], Vec<Strin
             None => missing.push(format!("{strukt}.{path}")),
         }
     }
-    Ok((out, missing))
+    Ok(KernelOffsets {
+        values: out,
+        missing,
+    })
 }
 
 #[cfg(test)]
 mod tests {
     #[test]
     fn this_kernel_has_every_field() {
-        let (offsets, missing) = super::kernel_offsets().expect("vmlinux BTF is readable");
-        assert!(missing.is_empty(), "missing: {missing:?}");
-        assert!(offsets.iter().all(|&o| o != u32::MAX));
+        let offsets = super::kernel_offsets().expect("vmlinux BTF is readable");
+        assert!(offsets.missing.is_empty(), "missing: {:?}", offsets.missing);
+        assert!(offsets.values.iter().all(|&o| o != u32::MAX));
+    }
+
+    #[test]
+    fn saved_registers_sit_where_the_x86_64_abi_puts_them() {
+        use fantrace_schema::record::KernelOffset as K;
+        // struct pt_regs is also the layout ptrace hands out (user_regs_struct).
+        let offsets = super::kernel_offsets().expect("vmlinux BTF is readable");
+        for (field, at) in [
+            (K::PtRegsBp, 32),
+            (K::PtRegsBx, 40),
+            (K::PtRegsR10, 56),
+            (K::PtRegsR8, 72),
+            (K::PtRegsCx, 88),
+            (K::PtRegsDx, 96),
+            (K::PtRegsSi, 104),
+            (K::PtRegsDi, 112),
+            (K::PtRegsOrigAx, 120),
+        ] {
+            assert_eq!(offsets.values[field as usize], at, "{field:?}");
+        }
     }
 }

@@ -14,7 +14,7 @@ use crate::probe::{LossCounts, Probe};
 use crate::status::{Status, WriterProgress};
 use crate::writer::ToWriter;
 use fantrace_schema::decode::{CallView, strace_line};
-use fantrace_schema::record::{CallRecord, PathStatus, SYSCALL_INIT};
+use fantrace_schema::record::{Abi, CallRecord, PathStatus, SYSCALL_INIT};
 
 /// Records drained before the loop looks at signals and timers again.
 const DRAIN_CHUNK: u64 = crate::batch::BATCH_ROWS as u64;
@@ -212,6 +212,7 @@ fn print_call(ev: &CallRecord, path: &[u8], boot_to_wall_ns: i64) {
             path: has_path.then_some(path),
             path_status: status,
             ret: ev.ret,
+            abi: Abi::from_u8(ev.abi).map(Abi::name),
         })
     );
 }

@@ -1,18 +1,22 @@
 //! fantrace-recorder: records every fanotify_mark(2) call on this machine into a capture
 //! directory of zstd-compressed Parquet segments.
 //!
-//! Data path: probe.rs (load, attach) → drain.rs (ring buffer) → batch.rs (Arrow rows) →
-//! writer.rs (writer thread) → segment.rs (Parquet file, fsync, rename).
+//! Data path: kernel.rs (can this kernel run it) → probe.rs (load) → attach.rs (fentry or
+//! tracepoints) → drain.rs (ring buffer) → batch.rs (Arrow rows) → writer.rs (writer thread)
+//! → segment.rs (Parquet file, fsync, rename).
+mod attach;
 mod batch;
 mod btf;
 mod clock;
 mod drain;
 mod enrich;
 mod host;
+mod kernel;
 mod output;
 mod probe;
 mod segment;
 mod status;
+mod tracefs;
 mod writer;
 
 use std::path::PathBuf;
@@ -82,6 +86,17 @@ struct Cli {
     /// Never record processes in this cgroup (repeatable).
     #[arg(long = "exclude-cgroup", value_parser = parse_cgroup)]
     exclude_cgroups: Vec<u64>,
+    /// How to hook the syscalls: fentry/fexit (BPF trampolines: no cost to other syscalls),
+    /// syscall tracepoints (every kernel, but every syscall on the machine pays), or auto
+    /// (fentry where the kernel has it).
+    #[arg(long, value_enum, default_value_t = attach::AttachMode::Auto)]
+    attach: attach::AttachMode,
+    /// Record 32-bit (ia32) calls. fentry mode does so at no extra cost; in tracepoint mode it
+    /// takes the raw syscall tracepoints, a program run for every syscall on the machine, where
+    /// `off` uses the per-syscall tracepoints instead (cheaper for other syscalls, blind to
+    /// 32-bit calls).
+    #[arg(long, value_enum, default_value_t = attach::Ia32::On)]
+    ia32: attach::Ia32,
 }
 
 fn parse_comm(s: &str) -> Result<[u8; 16], String> {
@@ -149,7 +164,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
     if cli.rotate_interval.is_zero() {
         anyhow::bail!("--rotate-interval must be more than 0 seconds");
     }
-    let (mut probe, events) = probe::Probe::load_and_attach(&probe::ProbeOptions {
+    let (mut probe, events, attachment) = probe::Probe::load_and_attach(&probe::ProbeOptions {
         ring_buffer_bytes: cli.ring_buffer,
         filters: probe::Filters {
             pids: cli.pids.clone(),
@@ -161,7 +176,16 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             cgroups: cli.cgroups.clone(),
             exclude_cgroups: cli.exclude_cgroups.clone(),
         },
+        attach: cli.attach,
+        ia32: cli.ia32,
     })?;
+    tracing::info!(
+        "attached with {} ({}): {}; 32-bit calls covered: {}",
+        attachment.mode,
+        attachment.reason,
+        attachment.points.join(", "),
+        attachment.ia32.metadata_value()
+    );
     // Loading parsed the kernel's whole BTF (tens of MiB, freed by now); hand that memory
     // back so a recorder running for days does not keep it resident.
     // SAFETY: malloc_trim only releases free heap memory.
@@ -185,6 +209,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         lost: lost_cell.clone(),
         progress: progress.clone(),
         on_disk_full: cli.on_disk_full,
+        attachment,
     })?;
     println!(
         "fantrace-recorder: recording fanotify_mark calls into {} (Ctrl-C to stop)",

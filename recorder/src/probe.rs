@@ -1,20 +1,17 @@
-//! Load: mount tracefs if needed, load the embedded probe, attach it to the fanotify_mark
-//! syscall tracepoints, and hand out its ring buffer and loss counters.
-use std::path::Path;
-
+//! Load: check the kernel, load the embedded probe with its settings and filters, attach it
+//! (`attach.rs` picks how), and hand out its ring buffer and loss counters.
 use anyhow::{Context as _, anyhow, bail};
 use aya::{
-    Ebpf, EbpfLoader,
+    Btf, Ebpf, EbpfLoader,
     maps::{HashMap, MapData, PerCpuArray, RingBuf},
-    programs::TracePoint,
 };
 use fantrace_schema::record::{FILTER_EXCLUDE, FILTER_INCLUDE, FilterKind, LossCause, names};
+
+use crate::attach::{AttachMode, Attachment, Ia32};
 
 /// The probe object built by `build.rs`.
 static PROBE_OBJECT: &[u8] =
     aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/fantrace-probe"));
-
-const TRACEFS: &str = "/sys/kernel/tracing";
 
 /// A loaded and attached probe. Dropping `programs` detaches it; the ring buffer (handed out
 /// separately) and the counters stay readable so the last records can be drained after.
@@ -26,6 +23,8 @@ pub struct Probe {
 pub struct ProbeOptions {
     pub ring_buffer_bytes: u32,
     pub filters: Filters,
+    pub attach: AttachMode,
+    pub ia32: Ia32,
 }
 
 /// In-kernel filters. For each dimension, a non-empty include list records only those keys;
@@ -112,9 +111,11 @@ impl LossCounts {
 }
 
 impl Probe {
-    pub fn load_and_attach(opts: &ProbeOptions) -> anyhow::Result<(Probe, RingBuf<MapData>)> {
+    pub fn load_and_attach(
+        opts: &ProbeOptions,
+    ) -> anyhow::Result<(Probe, RingBuf<MapData>, Attachment)> {
         require_root()?;
-        ensure_tracefs()?;
+        crate::kernel::check_supported()?;
         let ring = opts.ring_buffer_bytes;
         if !ring.is_power_of_two() || ring < 4096 {
             bail!("--ring-buffer {ring}: the size must be a power of two of at least 4096 bytes");
@@ -128,14 +129,19 @@ impl Probe {
         let wakeup_step: u64 = (u64::from(ring) / 8 / cpus.max(1) as u64).max(4096);
         let include_only: u8 = opts.filters.include_only();
         let filters_in_use: u8 = opts.filters.in_use();
-        let (offsets, missing) = crate::btf::kernel_offsets()?;
-        if !missing.is_empty() {
-            tracing::warn!(
-                "this kernel's BTF lacks {}; the dependent columns (ppid, mnt_ns, pid_ns) stay 0",
-                missing.join(", ")
-            );
+        let offsets = crate::btf::kernel_offsets()?;
+        if !offsets.missing.is_empty() {
+            tracing::debug!("this kernel's BTF lacks {}", offsets.missing.join(", "));
         }
+        let btf = Btf::from_sys_fs().with_context(|| {
+            format!(
+                "reading the kernel's BTF from {}: the kernel must be built with \
+                 CONFIG_DEBUG_INFO_BTF",
+                crate::kernel::VMLINUX_BTF
+            )
+        })?;
         let mut ebpf = EbpfLoader::new()
+            .btf(Some(&btf))
             // PENDING is task storage, which aya 0.14 creates but cannot wrap; only the probe
             // touches it.
             .allow_unsupported_maps()
@@ -143,13 +149,10 @@ impl Probe {
             .override_global(names::WAKEUP_STEP_GLOBAL, &wakeup_step, true)
             .override_global(names::INCLUDE_ONLY_GLOBAL, &include_only, true)
             .override_global(names::FILTERS_IN_USE_GLOBAL, &filters_in_use, true)
-            .override_global(names::KERNEL_OFFSETS_GLOBAL, &offsets[..], true)
+            .override_global(names::KERNEL_OFFSETS_GLOBAL, &offsets.values[..], true)
             .map_max_entries(names::EVENTS_MAP, ring)
             .load(PROBE_OBJECT)
-            .context(
-                "loading the eBPF probe into the kernel failed; the kernel needs BPF ring \
-                 buffers (5.8+) and the recorder needs root",
-            )?;
+            .context("loading the eBPF probe's maps into the kernel failed")?;
         // Filters go in before the programs attach, so no unwanted call is ever recorded.
         let f = &opts.filters;
         fill_filter(&mut ebpf, names::PID_FILTER_MAP, &f.pids, &f.exclude_pids)?;
@@ -166,30 +169,7 @@ impl Probe {
             &f.cgroups,
             &f.exclude_cgroups,
         )?;
-        // fanotify_init first: a group created while the marks attach is then never missed.
-        for (program, tracepoint) in [
-            (names::INIT_EXIT_PROGRAM, names::INIT_EXIT_TRACEPOINT),
-            (names::INIT_ENTER_PROGRAM, names::INIT_ENTER_TRACEPOINT),
-            (names::EXIT_PROGRAM, names::EXIT_TRACEPOINT),
-            (names::ENTER_PROGRAM, names::ENTER_TRACEPOINT),
-        ] {
-            let tp: &mut TracePoint = ebpf
-                .program_mut(program)
-                .ok_or_else(|| anyhow!("the probe object has no program {program}"))?
-                .try_into()
-                .with_context(|| format!("program {program} is not a tracepoint program"))?;
-            tp.load()
-                .with_context(|| format!("the kernel verifier rejected {program}"))?;
-            tp.attach(names::TRACEPOINT_CATEGORY, tracepoint)
-                .with_context(|| {
-                    format!(
-                        "attaching to tracepoint {}/{tracepoint} failed; is \
-                         {TRACEFS}/events/{}/{tracepoint} present?",
-                        names::TRACEPOINT_CATEGORY,
-                        names::TRACEPOINT_CATEGORY
-                    )
-                })?;
-        }
+        let attachment = crate::attach::attach(&mut ebpf, &btf, &offsets, opts.attach, opts.ia32)?;
         let events = take_map(&mut ebpf, names::EVENTS_MAP)?;
         let events = RingBuf::try_from(events).context("EVENTS is not a ring buffer")?;
         let lost = take_map(&mut ebpf, names::LOST_MAP)?;
@@ -200,10 +180,11 @@ impl Probe {
                 lost,
             },
             events,
+            attachment,
         ))
     }
 
-    /// Detaches both programs: no call made after this is recorded.
+    /// Detaches every program: no call made after this is recorded.
     pub fn detach(&mut self) {
         self.programs = None;
     }
@@ -227,7 +208,7 @@ pub fn require_root() -> anyhow::Result<()> {
     if unsafe { libc::geteuid() } != 0 {
         bail!(
             "fantrace-recorder must run as root: it loads an eBPF program and attaches it to \
-             syscall tracepoints (CAP_BPF, CAP_PERFMON, CAP_SYS_ADMIN). Run it with sudo; the \
+             the fanotify syscalls (CAP_BPF, CAP_PERFMON, CAP_SYS_ADMIN). Run it with sudo; the \
              analyzer needs no privileges"
         );
     }
@@ -237,38 +218,4 @@ pub fn require_root() -> anyhow::Result<()> {
 fn take_map(ebpf: &mut Ebpf, name: &str) -> anyhow::Result<aya::maps::Map> {
     ebpf.take_map(name)
         .ok_or_else(|| anyhow!("the probe object has no map {name}"))
-}
-
-/// aya finds tracepoint ids through tracefs, which a fresh machine does not mount.
-fn ensure_tracefs() -> anyhow::Result<()> {
-    let populated = |p: &str| {
-        Path::new(p)
-            .read_dir()
-            .map(|mut d| d.next().is_some())
-            .unwrap_or(false)
-    };
-    if populated(TRACEFS) || populated("/sys/kernel/debug/tracing") {
-        return Ok(());
-    }
-    tracing::info!("tracefs is not mounted; mounting it on {TRACEFS}");
-    let c = |s: &str| std::ffi::CString::new(s).expect("no NUL in a literal");
-    let (src, target, fstype) = (c("tracefs"), c(TRACEFS), c("tracefs"));
-    // SAFETY: all pointers are valid NUL-terminated strings; data may be NULL.
-    let rc = unsafe {
-        libc::mount(
-            src.as_ptr(),
-            target.as_ptr(),
-            fstype.as_ptr(),
-            libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC,
-            std::ptr::null(),
-        )
-    };
-    if rc != 0 {
-        let err = std::io::Error::last_os_error();
-        bail!(
-            "tracefs is not mounted and mounting it on {TRACEFS} failed: {err}; mount it with \
-             `mount -t tracefs nodev {TRACEFS}`"
-        );
-    }
-    Ok(())
 }

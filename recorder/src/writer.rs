@@ -15,6 +15,7 @@ use fantrace_schema::arrow::events_schema;
 use fantrace_schema::metadata as keys;
 use fantrace_schema::record::LossCause;
 
+use crate::attach::Attachment;
 use crate::host::HostInfo;
 use crate::probe::LossCounts;
 use crate::segment::Segment;
@@ -42,6 +43,8 @@ pub struct WriterConfig {
     pub lost: Arc<Mutex<LossCounts>>,
     pub progress: Arc<WriterProgress>,
     pub on_disk_full: OnDiskFull,
+    /// How the probe is attached, recorded in every segment.
+    pub attachment: Attachment,
 }
 
 /// What the recorder does when the capture's file system is full (ENOSPC, EDQUOT, or EFBIG
@@ -332,6 +335,10 @@ impl Writer {
             (keys::EVENTS_LOST, (lost.total() + dropped).to_string()),
             (keys::EVENTS_LOST_DISK_FULL, dropped.to_string()),
             (keys::COMMAND_LINE, cfg.command_line.clone()),
+            (keys::ATTACH_MODE, cfg.attachment.mode.to_string()),
+            (keys::ATTACH_REASON, cfg.attachment.reason.clone()),
+            (keys::ATTACH_POINTS, cfg.attachment.points.join(",")),
+            (keys::IA32_COVERED, cfg.attachment.ia32.metadata_value()),
             (keys::STOP_REASON, stop_reason),
         ]
         .into_iter()

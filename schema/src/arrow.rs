@@ -12,7 +12,7 @@ use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
 use arrow::error::ArrowError;
 
 use crate::metadata;
-use crate::record::{CallRecord, PathStatus, SYSCALL_INIT};
+use crate::record::{Abi, CallRecord, PathStatus, SYSCALL_INIT};
 
 /// One column of the `events` table.
 pub struct Column {
@@ -30,6 +30,14 @@ pub fn syscall_type() -> DataType {
 
 /// The `syscall` dictionary, indexed by `CallRecord::syscall`.
 const SYSCALL_NAMES: [&str; 2] = ["fanotify_mark", "fanotify_init"];
+
+/// `abi` holds one of two names, stored like `syscall`.
+pub fn abi_type() -> DataType {
+    syscall_type()
+}
+
+/// The `abi` dictionary, indexed by `CallRecord::abi`.
+const ABI_NAMES: [&str; 2] = [Abi::X86_64.name(), Abi::Ia32.name()];
 
 fn timestamp_utc() -> DataType {
     DataType::Timestamp(TimeUnit::Nanosecond, Some("UTC".into()))
@@ -67,6 +75,7 @@ columns! {
     "pathname_raw": DataType::Binary, true, "Argument 5 byte-exact, only when it is not valid UTF-8; NULL for every other row.";
     "pathname_status": DataType::Utf8, false, "ok, null (NULL pointer), fault (unreadable pointer) or truncated (longer than 4095 bytes; the prefix is kept).";
     "ret": DataType::Int64, false, "Return value: 0 or -errno.";
+    "abi": abi_type(), true, "The syscall ABI the call came in through: x86_64 (native) or ia32 (a 32-bit call, int $0x80, also from a 64-bit process). NULL in segments before schema version 4, whose recorder saw only native calls.";
 }
 
 /// A column of the `events` view that the analyzer computes from stored columns when a query
@@ -122,12 +131,15 @@ pub struct ProcessInfo {
 }
 
 impl Column {
-    /// The column's type in segments of schema `version`: `syscall` was plain text before
-    /// version 3. The analyzer reads older segments with the current types.
-    pub fn stored_type(&self, version: u32) -> DataType {
+    /// The column's type in segments of schema `version`, or `None` when segments of that
+    /// version do not have it: `syscall` was plain text before version 3, `abi` arrived in
+    /// version 4. The analyzer reads older segments with the current types (a missing column
+    /// reads as NULL).
+    pub fn stored_type(&self, version: u32) -> Option<DataType> {
         match (self.name, version) {
-            ("syscall", ..3) => DataType::Utf8,
-            _ => (self.data_type)(),
+            ("syscall", ..3) => Some(DataType::Utf8),
+            ("abi", ..4) => None,
+            _ => Some((self.data_type)()),
         }
     }
 }
@@ -170,6 +182,8 @@ pub struct EventBuilder {
     ret: Int64Builder,
     /// Keys into [`SYSCALL_NAMES`].
     syscall: Vec<u8>,
+    /// Keys into [`ABI_NAMES`]; `None` for a value the probe should never send.
+    abi: Vec<Option<u8>>,
     schema: SchemaRef,
 }
 
@@ -199,6 +213,7 @@ impl EventBuilder {
             pathname_status: StringBuilder::with_capacity(rows, rows * 2),
             ret: Int64Builder::with_capacity(rows),
             syscall: Vec::with_capacity(rows),
+            abi: Vec::with_capacity(rows),
             schema: events_schema(),
         }
     }
@@ -269,6 +284,7 @@ impl EventBuilder {
             .append_value(status.map(PathStatus::name).unwrap_or("unknown"));
         self.ret.append_value(ev.ret);
         self.syscall.push(u8::from(ev.syscall == SYSCALL_INIT));
+        self.abi.push(Abi::from_u8(ev.abi).map(|a| a as u8));
     }
 
     /// The rows appended so far, as one batch; the builder is left empty.
@@ -277,6 +293,10 @@ impl EventBuilder {
         let keys = UInt8Array::from(std::mem::take(&mut self.syscall));
         let syscall =
             DictionaryArray::try_new(keys, Arc::new(StringArray::from(SYSCALL_NAMES.to_vec())))?;
+        const _: () = assert!(Abi::X86_64 as u8 == 0 && Abi::Ia32 as u8 == 1);
+        let abi_keys = UInt8Array::from(std::mem::take(&mut self.abi));
+        let abi =
+            DictionaryArray::try_new(abi_keys, Arc::new(StringArray::from(ABI_NAMES.to_vec())))?;
         let columns: Vec<ArrayRef> = vec![
             Arc::new(syscall),
             Arc::new(self.time.finish()),
@@ -300,6 +320,7 @@ impl EventBuilder {
             Arc::new(self.pathname_raw.finish()),
             Arc::new(self.pathname_status.finish()),
             Arc::new(self.ret.finish()),
+            Arc::new(abi),
         ];
         RecordBatch::try_new(self.schema.clone(), columns)
     }
@@ -352,7 +373,8 @@ mod tests {
             ppid: 1,
             mnt_ns: 4026531841,
             pid_ns: 4026531836,
-            _pad2: 0,
+            abi: 0,
+            _pad: [0; 3],
             fanotify_fd: 3,
             flags: 1,
             dirfd: -100,

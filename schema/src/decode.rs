@@ -151,10 +151,13 @@ pub struct CallView<'a> {
     pub path: Option<&'a [u8]>,
     pub path_status: &'a str,
     pub ret: i64,
+    /// The syscall ABI (`x86_64`, `ia32`); `None` when the capture predates the column.
+    pub abi: Option<&'a str>,
 }
 
 /// `12:00:01.123456 nginx[412/415] uid=0 fanotify_mark(5, FAN_MARK_ADD|FAN_MARK_MOUNT,
-/// FAN_OPEN_PERM, AT_FDCWD, "/srv") = 0`, times in UTC, path bytes escaped like strace.
+/// FAN_OPEN_PERM, AT_FDCWD, "/srv") = 0`, times in UTC, path bytes escaped like strace. A
+/// call through another ABI than the native one is marked, `uid=0 [ia32] fanotify_mark(...)`.
 pub fn strace_line(c: &CallView<'_>) -> String {
     let day_ns = c.time_ns.rem_euclid(86_400_000_000_000);
     let (h, m, s, us) = (
@@ -178,9 +181,13 @@ pub fn strace_line(c: &CallView<'_>) -> String {
         Some(e) => format!("-1 {e}"),
         None => c.ret.to_string(),
     };
+    let abi = match c.abi {
+        Some(abi) if abi != crate::record::Abi::X86_64.name() => format!("[{abi}] "),
+        _ => String::new(),
+    };
     if c.syscall == "fanotify_init" {
         return format!(
-            "{h:02}:{m:02}:{s:02}.{us:06} {}[{}/{}] uid={} fanotify_init({}, {}) = {result}",
+            "{h:02}:{m:02}:{s:02}.{us:06} {}[{}/{}] uid={} {abi}fanotify_init({}, {}) = {result}",
             c.comm,
             c.pid,
             c.tid,
@@ -190,7 +197,7 @@ pub fn strace_line(c: &CallView<'_>) -> String {
         );
     }
     format!(
-        "{h:02}:{m:02}:{s:02}.{us:06} {}[{}/{}] uid={} fanotify_mark({}, {}, {}, {dirfd}, {path}) = {result}",
+        "{h:02}:{m:02}:{s:02}.{us:06} {}[{}/{}] uid={} {abi}fanotify_mark({}, {}, {}, {dirfd}, {path}) = {result}",
         c.comm,
         c.pid,
         c.tid,
@@ -260,10 +267,11 @@ mod tests {
             path: None,
             path_status: "null",
             ret: 3,
+            abi: Some("ia32"),
         });
         assert_eq!(
             init,
-            "00:00:00.000000 evil[7/7] uid=0 fanotify_init(FAN_CLASS_CONTENT|FAN_CLOEXEC, \
+            "00:00:00.000000 evil[7/7] uid=0 [ia32] fanotify_init(FAN_CLASS_CONTENT|FAN_CLOEXEC, \
              O_RDONLY|O_LARGEFILE) = 3"
         );
         assert_eq!(init_class(0x8), "pre_content");
@@ -281,6 +289,7 @@ mod tests {
             path: Some(b"/srv/\xff\"x"),
             path_status: "ok",
             ret: -9,
+            abi: Some("x86_64"),
         });
         assert_eq!(
             line,

@@ -13,10 +13,27 @@ pub const PATH_BUF: usize = 4096;
 pub mod names {
     pub const EVENTS_MAP: &str = "EVENTS";
     pub const LOST_MAP: &str = "LOST";
+    // Syscall tracepoint programs (`--attach tracepoint --ia32 off`).
     pub const ENTER_PROGRAM: &str = "fanotify_mark_enter";
     pub const EXIT_PROGRAM: &str = "fanotify_mark_exit";
     pub const INIT_ENTER_PROGRAM: &str = "fanotify_init_enter";
     pub const INIT_EXIT_PROGRAM: &str = "fanotify_init_exit";
+    /// Raw `sys_enter`/`sys_exit` programs (BTF tracepoints), `--attach tracepoint`: they see
+    /// calls of both ABIs, where the syscall tracepoints skip ia32 ones.
+    pub const RAW_ENTER_PROGRAM: &str = "raw_sys_enter";
+    pub const RAW_EXIT_PROGRAM: &str = "raw_sys_exit";
+    pub const RAW_ENTER_TRACEPOINT: &str = "sys_enter";
+    pub const RAW_EXIT_TRACEPOINT: &str = "sys_exit";
+    // fentry/fexit programs (`--attach fentry`), one pair per syscall entry point; the
+    // function each attaches to is resolved from the running kernel's BTF.
+    pub const MARK_X64_FENTRY: &str = "mark_x64_fentry";
+    pub const MARK_X64_FEXIT: &str = "mark_x64_fexit";
+    pub const MARK_IA32_FENTRY: &str = "mark_ia32_fentry";
+    pub const MARK_IA32_FEXIT: &str = "mark_ia32_fexit";
+    pub const INIT_X64_FENTRY: &str = "init_x64_fentry";
+    pub const INIT_X64_FEXIT: &str = "init_x64_fexit";
+    pub const INIT_IA32_FENTRY: &str = "init_ia32_fentry";
+    pub const INIT_IA32_FEXIT: &str = "init_ia32_fexit";
     /// Global holding the recorder's own tgid, whose calls are never recorded.
     pub const RECORDER_TGID_GLOBAL: &str = "RECORDER_TGID";
     /// Global holding the number of unread ring-buffer bytes past which the probe wakes the
@@ -125,10 +142,24 @@ pub enum KernelOffset {
     /// The size of `struct upid` (the stride of `pid.numbers`).
     UpidSize = 18,
     PidNsInum = 19,
+    /// `task_struct.thread_info.status`: holds [`TS_COMPAT`] during an ia32 syscall.
+    TaskThreadInfoStatus = 20,
+    // `struct pt_regs` (x86-64): the registers a syscall's arguments arrive in. Native calls
+    // use di, si, dx, r10, r8; ia32 calls bx, cx, dx, si, di, bp; `orig_ax` is the syscall
+    // number at exit.
+    PtRegsDi = 21,
+    PtRegsSi = 22,
+    PtRegsDx = 23,
+    PtRegsR10 = 24,
+    PtRegsR8 = 25,
+    PtRegsBx = 26,
+    PtRegsCx = 27,
+    PtRegsBp = 28,
+    PtRegsOrigAx = 29,
 }
 
 impl KernelOffset {
-    pub const COUNT: usize = 20;
+    pub const COUNT: usize = 30;
     pub const ALL: [KernelOffset; Self::COUNT] = [
         Self::TaskPid,
         Self::TaskTgid,
@@ -150,10 +181,22 @@ impl KernelOffset {
         Self::UpidNs,
         Self::UpidSize,
         Self::PidNsInum,
+        Self::TaskThreadInfoStatus,
+        Self::PtRegsDi,
+        Self::PtRegsSi,
+        Self::PtRegsDx,
+        Self::PtRegsR10,
+        Self::PtRegsR8,
+        Self::PtRegsBx,
+        Self::PtRegsCx,
+        Self::PtRegsBp,
+        Self::PtRegsOrigAx,
     ];
 
     /// The fields without which no call can be recorded correctly (the caller's ids, name and
-    /// cgroup); a missing optional one (parent, namespaces) only leaves its columns 0.
+    /// cgroup); a missing optional one (parent, namespaces) only leaves its columns 0. The
+    /// register and `thread_info` fields are needed by the attach modes that read arguments
+    /// from saved registers; the recorder checks them when it picks a mode.
     pub const fn required(self) -> bool {
         matches!(
             self,
@@ -199,6 +242,50 @@ pub const SYSCALL_MARK: u8 = 0;
 /// `mask` its `event_f_flags`, `ret` the new fd; `fanotify_fd` is -1 and there is no path.
 pub const SYSCALL_INIT: u8 = 1;
 
+/// The system-call ABI a call came in through: which syscall table, which registers hold the
+/// arguments, how wide pointers are. A 64-bit process can make 32-bit (ia32) calls too
+/// (`int $0x80`), and the syscall tracepoints do not show those.
+#[repr(u8)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Abi {
+    /// The native x86-64 syscall ABI (`syscall` instruction).
+    X86_64 = 0,
+    /// The 32-bit x86 ABI (`int $0x80`, `sysenter`): 32-bit pointers, and `fanotify_mark`'s
+    /// 64-bit mask split into two 32-bit halves.
+    Ia32 = 1,
+}
+
+impl Abi {
+    pub const ALL: [Abi; 2] = [Self::X86_64, Self::Ia32];
+
+    pub const fn from_u8(v: u8) -> Option<Self> {
+        match v {
+            0 => Some(Self::X86_64),
+            1 => Some(Self::Ia32),
+            _ => None,
+        }
+    }
+
+    pub const fn name(self) -> &'static str {
+        match self {
+            Self::X86_64 => "x86_64",
+            Self::Ia32 => "ia32",
+        }
+    }
+}
+
+/// Syscall numbers, per ABI (arch/x86/entry/syscalls/syscall_{64,32}.tbl).
+pub mod syscall_nr {
+    pub const X86_64_FANOTIFY_INIT: i64 = 300;
+    pub const X86_64_FANOTIFY_MARK: i64 = 301;
+    pub const IA32_FANOTIFY_INIT: i64 = 338;
+    pub const IA32_FANOTIFY_MARK: i64 = 339;
+}
+
+/// `thread_info.status` bit set while a task is inside an ia32 syscall (x86 `TS_COMPAT`);
+/// cleared on the way back to user space, so it holds at both `sys_enter` and `sys_exit`.
+pub const TS_COMPAT: u32 = 0x0002;
+
 /// One completed `fanotify_mark(2)` (or `fanotify_init(2)`) call, as the probe submits it.
 #[repr(C)]
 #[derive(Clone, Copy, Debug)]
@@ -223,7 +310,9 @@ pub struct CallRecord {
     pub mnt_ns: u32,
     /// Inode number of the caller's pid namespace; 0 if unreadable.
     pub pid_ns: u32,
-    pub _pad2: u32,
+    /// An [`Abi`] value.
+    pub abi: u8,
+    pub _pad: [u8; 3],
     pub fanotify_fd: i32,
     pub flags: u32,
     pub dirfd: i32,

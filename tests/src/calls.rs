@@ -26,6 +26,8 @@ pub struct Call {
     /// CLOCK_REALTIME just before and after the call, ns.
     pub before_ns: i64,
     pub after_ns: i64,
+    /// The syscall ABI used: `x86_64`, or `ia32` for a 32-bit call (`int $0x80`).
+    pub abi: String,
 }
 
 pub const AT_FDCWD: i32 = -100;
@@ -174,31 +176,129 @@ fn record(
         ret,
         before_ns,
         after_ns,
+        abi: "x86_64".into(),
     }
 }
 
-/// A 32-bit (ia32) syscall made with `int 0x80` from this 64-bit process, with NULL or bad
-/// arguments so it changes nothing. Its number means another syscall in the ia32 table than
-/// in the native one, which is what the probe must not confuse. Returns 0 or -errno.
+/// A 32-bit (ia32) syscall made with `int 0x80` from this 64-bit process: the kernel takes
+/// the number from the ia32 table and six 32-bit arguments from ebx, ecx, edx, esi, edi and
+/// ebp, so pointers must lie below 4 GiB (see [`Low32Buffer`]). Returns 0, a value, or -errno.
 #[cfg(target_arch = "x86_64")]
-pub fn ia32_syscall(nr: u32, arg0: u32) -> i64 {
+pub fn ia32_syscall(nr: u32, args: [u32; 6]) -> i64 {
     let ret: u64;
-    // SAFETY: int 0x80 enters the kernel's ia32 syscall path and clobbers only rax (the result)
-    // and the flags; the arguments are integers and NULL pointers. LLVM reserves rbx, which
-    // carries the first argument, so it is swapped in and out around the call.
+    // SAFETY: int 0x80 enters the kernel's ia32 syscall path and clobbers only rax (the
+    // result) and the flags. LLVM reserves rbx and rbp, which carry the first and sixth
+    // arguments, so they are swapped in and out around the call; nothing between the swaps
+    // uses the stack or the frame pointer.
     unsafe {
         std::arch::asm!(
             "xchg {a0}, rbx",
+            "xchg {a5}, rbp",
             "int 0x80",
+            "xchg {a5}, rbp",
             "xchg {a0}, rbx",
-            a0 = inout(reg) u64::from(arg0) => _,
+            a0 = inout(reg) u64::from(args[0]) => _,
+            a5 = inout(reg) u64::from(args[5]) => _,
             inlateout("rax") u64::from(nr) => ret,
-            in("rcx") 0u64,
-            in("rdx") 0u64,
-            in("rsi") 0u64,
-            in("rdi") 0u64,
+            in("rcx") u64::from(args[1]),
+            in("rdx") u64::from(args[2]),
+            in("rsi") u64::from(args[3]),
+            in("rdi") u64::from(args[4]),
         );
     }
     // The ia32 return value is a 32-bit int.
     i64::from(ret as u32 as i32)
+}
+
+/// ia32 syscall numbers (arch/x86/entry/syscalls/syscall_32.tbl).
+pub const IA32_FANOTIFY_INIT: u32 = 338;
+pub const IA32_FANOTIFY_MARK: u32 = 339;
+
+/// A page mapped below 2 GiB (`MAP_32BIT`), so its address fits an ia32 pointer argument.
+pub struct Low32Buffer {
+    ptr: *mut u8,
+    len: usize,
+}
+
+impl Low32Buffer {
+    pub fn new(len: usize) -> std::io::Result<Low32Buffer> {
+        // SAFETY: an anonymous private mapping; the result is checked.
+        let ptr = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                len,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_32BIT,
+                -1,
+                0,
+            )
+        };
+        if ptr == libc::MAP_FAILED {
+            return Err(std::io::Error::last_os_error());
+        }
+        Ok(Low32Buffer {
+            ptr: ptr.cast(),
+            len,
+        })
+    }
+
+    /// Copies `bytes` and a terminating NUL into the buffer; returns its 32-bit address.
+    pub fn put_c_string(&mut self, bytes: &[u8]) -> u32 {
+        assert!(bytes.len() < self.len, "string longer than the buffer");
+        // SAFETY: the mapping is `len` bytes, writable and ours; the copy fits (checked).
+        unsafe {
+            std::ptr::copy_nonoverlapping(bytes.as_ptr(), self.ptr, bytes.len());
+            *self.ptr.add(bytes.len()) = 0;
+        }
+        self.ptr as usize as u32
+    }
+}
+
+impl Drop for Low32Buffer {
+    fn drop(&mut self) {
+        // SAFETY: unmapping our own mapping once.
+        unsafe { libc::munmap(self.ptr.cast(), self.len) };
+    }
+}
+
+/// `fanotify_mark(2)` through the ia32 ABI: the 64-bit mask goes in as two halves, low
+/// first, and the path must sit in a [`Low32Buffer`].
+#[cfg(target_arch = "x86_64")]
+pub fn ia32_call(
+    label: &str,
+    fd: i32,
+    flags: u32,
+    mask: u64,
+    dirfd: i32,
+    path: &[u8],
+    buffer: &mut Low32Buffer,
+) -> Call {
+    let address = buffer.put_c_string(path);
+    let before_ns = realtime_ns();
+    let ret = ia32_syscall(
+        IA32_FANOTIFY_MARK,
+        [
+            fd as u32,
+            flags,
+            mask as u32,
+            (mask >> 32) as u32,
+            dirfd as u32,
+            address,
+        ],
+    );
+    let after_ns = realtime_ns();
+    let mut c = record(
+        label,
+        fd,
+        flags,
+        mask,
+        dirfd,
+        Some(hex(path)),
+        "ok",
+        ret,
+        before_ns,
+        after_ns,
+    );
+    c.abi = "ia32".into();
+    c
 }

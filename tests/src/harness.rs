@@ -25,6 +25,15 @@ pub fn bin(name: &str) -> PathBuf {
     path
 }
 
+/// `base`, stretched when running inside an emulated guest (about 20 times slower).
+pub fn slow(base: Duration) -> Duration {
+    if crate::guest::guest_out().is_some() {
+        base * 20
+    } else {
+        base
+    }
+}
+
 pub fn in_ci() -> bool {
     std::env::var("CI").is_ok_and(|v| v == "true")
 }
@@ -76,7 +85,7 @@ impl Recorder {
             dir: dir.to_path_buf(),
             stdout_rest: rx,
         };
-        match rec.stdout_rest.recv_timeout(Duration::from_secs(60)) {
+        match rec.stdout_rest.recv_timeout(slow(Duration::from_secs(60))) {
             Ok(line) if line.contains("recording fanotify_mark calls") => rec,
             Ok(line) => panic!("unexpected first line from the recorder: {line}"),
             Err(_) => {

@@ -1,4 +1,8 @@
-//! Shared pieces of the end-to-end suite: the record of a call the workload made, and raw
-//! wrappers for the syscalls it makes.
+//! Shared pieces of the end-to-end suite: the record of a call the workload made and raw
+//! wrappers for the syscalls it makes (`calls`), driving the real binaries (`harness`), what a
+//! correct capture looks like (`checks`), and running the recording part in a guest kernel
+//! (`guest`).
 pub mod calls;
+pub mod checks;
+pub mod guest;
 pub mod harness;

@@ -1,6 +1,7 @@
 //! Never lose silently: with a deliberately tiny ring buffer, every call of a multi-threaded
 //! storm is either written or counted as lost, exactly. The pid filter (in the kernel) makes the
 //! count exact even when other processes call fanotify_mark meanwhile.
+use fantrace_tests::checks::assert_written_plus_lost;
 use fantrace_tests::harness::{PausedWorkload, Recorder, query_json, require_probe, run_workload};
 
 #[test]
@@ -12,38 +13,13 @@ fn tiny_ring_buffer_storm_written_plus_lost_equals_calls() {
     let capture = tmp.path().join("capture");
     let n: u64 = 200_000;
     let storm = PausedWorkload::start(&["--storm", &n.to_string(), "--threads", "4"]);
-    let pid = storm.pid.to_string();
+    let storm_pid = storm.pid;
+    let pid = storm_pid.to_string();
     let rec = Recorder::start(&capture, &["--ring-buffer", "4096", "--pid", &pid]);
     let summary = storm.go();
     assert_eq!(summary["calls"], n);
     rec.stop();
-    let written = query_json(
-        &capture,
-        &format!("SELECT count(*) AS n FROM events WHERE pid = {pid}"),
-    );
-    let written = written[0]["n"].as_u64().unwrap();
-    let stats = query_json(
-        &capture,
-        "SELECT sum(events_written) AS w, sum(events_lost) AS l, sum(lost_ring_full) AS rf, \
-         sum(lost_pending_full) AS pf FROM stats",
-    );
-    let lost = stats[0]["l"].as_u64().unwrap();
-    eprintln!("storm of {n}: written {written}, lost {lost}");
-    assert_eq!(
-        stats[0]["w"].as_u64().unwrap(),
-        written,
-        "only the filtered pid is recorded"
-    );
-    assert_eq!(
-        written + lost,
-        n,
-        "written + lost must equal the calls made"
-    );
-    assert!(lost > 0, "a 4 KiB ring should overflow under this storm");
-    assert_eq!(
-        stats[0]["rf"].as_u64().unwrap() + stats[0]["pf"].as_u64().unwrap(),
-        lost
-    );
+    assert_written_plus_lost(&capture, storm_pid, n);
 }
 
 #[test]

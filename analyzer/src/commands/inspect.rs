@@ -34,6 +34,16 @@ pub async fn run(mut args: InspectArgs, opts: SessionOptions) -> anyhow::Result<
     .await?;
     format::write(Format::Table, &per_segment, 0, &mut out)?;
     use std::io::Write as _;
+    let attach = session::run_sql(
+        &ctx,
+        "SELECT attach_mode, ia32_covered, count(*) AS segments FROM stats \
+         GROUP BY attach_mode, ia32_covered ORDER BY attach_mode, ia32_covered",
+    )
+    .await?;
+    format::write(Format::Table, &attach, 0, &mut out)?;
+    if let Some(warning) = capture::ia32_warning(&loaded.segments) {
+        writeln!(out, "warning: {warning}")?;
+    }
     if loaded.bad.is_empty() {
         writeln!(out, "every segment is readable")?;
     } else {

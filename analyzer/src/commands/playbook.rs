@@ -76,7 +76,7 @@ pub async fn run(args: PlaybookArgs, opts: SessionOptions) -> anyhow::Result<()>
         captures: args.captures.clone(),
         skip_bad: args.skip_bad,
     })?;
-    capture::warn_about_losses(&loaded.segments);
+    capture::warn_about_gaps(&loaded.segments);
     let ctx = session::open(&loaded.segments, &opts).await?;
     let batches = session::run_sql(&ctx, sql).await?;
     let stdout = std::io::stdout();

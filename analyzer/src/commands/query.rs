@@ -61,7 +61,7 @@ pub async fn run(args: QueryArgs, opts: SessionOptions) -> anyhow::Result<()> {
     let sql = read_sql(&args)?;
     let started = std::time::Instant::now();
     let loaded = capture::load(&args.capture)?;
-    capture::warn_about_losses(&loaded.segments);
+    capture::warn_about_gaps(&loaded.segments);
     let ctx = session::open(&loaded.segments, &opts).await?;
     let batches = session::run_sql(&ctx, &sql).await?;
     match (&args.output, args.format) {

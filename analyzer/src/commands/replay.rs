@@ -67,14 +67,15 @@ pub fn replay_sql(args: &ReplayArgs) -> String {
         "SELECT arrow_cast(syscall, 'Utf8') AS syscall, arrow_cast(time, 'Int64') AS t, \
          arrow_cast(comm, 'Utf8') AS comm, pid, tid, uid, \
          fanotify_fd, flags, mask, dirfd, arrow_cast(pathname, 'Utf8') AS pathname, arrow_cast(pathname_raw, 'Binary') AS pathname_raw, \
-         arrow_cast(pathname_status, 'Utf8') AS pathname_status, ret \
+         arrow_cast(pathname_status, 'Utf8') AS pathname_status, ret, \
+         arrow_cast(abi, 'Utf8') AS abi \
          FROM calls{filter} ORDER BY time, tid"
     )
 }
 
 pub async fn run(args: ReplayArgs, opts: SessionOptions) -> anyhow::Result<()> {
     let loaded = capture::load(&args.capture)?;
-    capture::warn_about_losses(&loaded.segments);
+    capture::warn_about_gaps(&loaded.segments);
     let ctx = session::open(&loaded.segments, &opts).await?;
     let batches = session::run_sql(&ctx, &replay_sql(&args)).await?;
     let mut previous: Option<i64> = None;
@@ -118,6 +119,7 @@ fn render(batch: &RecordBatch) -> anyhow::Result<Vec<(i64, String)>> {
     };
     let status = col("pathname_status")?.as_string::<i32>();
     let ret = col("ret")?.as_primitive::<Int64Type>();
+    let abi = col("abi")?.as_string::<i32>();
     let mut out = Vec::with_capacity(batch.num_rows());
     for i in 0..batch.num_rows() {
         let bytes: Option<&[u8]> = if !raw.is_null(i) {
@@ -141,6 +143,7 @@ fn render(batch: &RecordBatch) -> anyhow::Result<Vec<(i64, String)>> {
             path: bytes,
             path_status: status.value(i),
             ret: ret.value(i),
+            abi: (!abi.is_null(i)).then(|| abi.value(i)),
         });
         out.push((t.value(i), line));
     }

@@ -30,7 +30,7 @@ SQL statements end with ';' and may span lines; Tab completes names.";
 
 pub async fn run(args: ShellArgs, opts: SessionOptions) -> anyhow::Result<()> {
     let loaded = capture::load(&args.capture)?;
-    capture::warn_about_losses(&loaded.segments);
+    capture::warn_about_gaps(&loaded.segments);
     let ctx = session::open(&loaded.segments, &opts).await?;
     let mut names = session_names(&ctx).await?;
     names.extend(functions::HELP.iter().map(|(name, _, _)| name.to_string()));

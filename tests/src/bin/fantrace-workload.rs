@@ -9,7 +9,10 @@ use std::path::PathBuf;
 
 use anyhow::{Context as _, bail};
 use clap::Parser;
-use fantrace_tests::calls::{AT_FDCWD, Call, call, call_unreadable_path, fanotify_init};
+use fantrace_tests::calls::{
+    AT_FDCWD, Call, IA32_FANOTIFY_INIT, IA32_FANOTIFY_MARK, call, call_unreadable_path,
+    fanotify_init,
+};
 
 const FAN_CLOEXEC: u32 = 0x1;
 const FAN_NONBLOCK: u32 = 0x2;
@@ -239,21 +242,75 @@ fn set_comm(name: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// ia32 syscalls whose numbers are `fanotify_init` and `fanotify_mark` in the native x86-64
-/// table (in the ia32 one they are fstatat64 and unlinkat): they must not be recorded, so they
-/// are not in the workload's list of calls.
-fn ia32_lookalikes() -> anyhow::Result<()> {
+/// Syscalls whose numbers mean `fanotify_init`/`fanotify_mark` in the *other* ABI's table: ia32
+/// calls numbered 300 and 301 (native fanotify_init/mark; fstatat64 and unlinkat in the ia32
+/// table) and native calls numbered 338 and 339 (ia32 fanotify_init/mark; unassigned in the
+/// native table). None may be recorded, so they are not in the workload's list of calls.
+fn abi_lookalikes() -> anyhow::Result<()> {
     #[cfg(target_arch = "x86_64")]
     for nr in [libc::SYS_fanotify_init, libc::SYS_fanotify_mark] {
         // dirfd -1 and NULL pointers: EBADF or EFAULT, never a change.
-        let ret = fantrace_tests::calls::ia32_syscall(nr as u32, u32::MAX);
+        let ret = fantrace_tests::calls::ia32_syscall(nr as u32, [u32::MAX, 0, 0, 0, 0, 0]);
         if ret != -i64::from(libc::EBADF) && ret != -i64::from(libc::EFAULT) {
             bail!(
                 "ia32 syscall {nr} returned {ret}; expected EBADF or EFAULT (IA32 emulation off?)"
             );
         }
     }
+    for nr in [IA32_FANOTIFY_INIT, IA32_FANOTIFY_MARK] {
+        // SAFETY: an unassigned native syscall number only returns ENOSYS.
+        let ret = unsafe { libc::syscall(libc::c_long::from(nr), 0, 0, 0, 0, 0) };
+        let errno = std::io::Error::last_os_error().raw_os_error();
+        if ret != -1 || errno != Some(libc::ENOSYS) {
+            bail!("native syscall {nr} returned {ret} ({errno:?}); expected ENOSYS");
+        }
+    }
     Ok(())
+}
+
+/// A group made and marked through the ia32 ABI (`int $0x80` from this 64-bit process), as
+/// a 32-bit program or malware avoiding the native ABI would: its `fanotify_init` and marks
+/// must be recorded like native ones, the 64-bit mask joined from its two halves.
+#[cfg(target_arch = "x86_64")]
+fn ia32_group(dir: &[u8]) -> anyhow::Result<Vec<Call>> {
+    use fantrace_tests::calls::{Low32Buffer, ia32_call, ia32_syscall};
+    let mut buffer = Low32Buffer::new(4096).context("mapping a buffer below 4 GiB")?;
+    let fd = ia32_syscall(
+        IA32_FANOTIFY_INIT,
+        [FAN_CLOEXEC, libc::O_RDONLY as u32, 0, 0, 0, 0],
+    );
+    if fd < 0 {
+        bail!(
+            "ia32 fanotify_init failed: errno {} (IA32 emulation off?)",
+            -fd
+        );
+    }
+    let fd = fd as i32;
+    let calls = vec![
+        ia32_call(
+            "ia32 add",
+            fd,
+            FAN_MARK_ADD,
+            FAN_OPEN | FAN_CLOSE_WRITE | FAN_ONDIR,
+            AT_FDCWD,
+            dir,
+            &mut buffer,
+        ),
+        // A bit in the mask's high half: the kernel refuses it, and the row must show the
+        // whole 64-bit mask it refused.
+        ia32_call(
+            "ia32 mask with a high-half bit",
+            fd,
+            FAN_MARK_ADD,
+            (1 << 32) | FAN_OPEN,
+            AT_FDCWD,
+            dir,
+            &mut buffer,
+        ),
+    ];
+    // SAFETY: our own fd, closed once.
+    unsafe { libc::close(fd) };
+    Ok(calls)
 }
 
 fn main() -> anyhow::Result<()> {
@@ -445,7 +502,9 @@ fn main() -> anyhow::Result<()> {
         None,
     ));
 
-    ia32_lookalikes()?;
+    #[cfg(target_arch = "x86_64")]
+    calls.extend(ia32_group(&dir_bytes)?);
+    abi_lookalikes()?;
 
     std::thread::sleep(std::time::Duration::from_millis(args.linger_ms));
     let mut out = std::io::stdout().lock();

@@ -1,14 +1,14 @@
-//! The two tracepoint programs.
+//! What every attach mode shares: at entry, the filters, the caller's context and the
+//! arguments into the thread's pending record (with the pathname read from user memory); at
+//! exit, the return value and the submission to the ring buffer. The entry points in
+//! `tracepoint.rs`, `raw_syscalls.rs` and `fentry.rs` only find the arguments.
 use aya_ebpf::{
-    EbpfContext as _,
     bindings::{BPF_RB_FORCE_WAKEUP, BPF_RB_NO_WAKEUP},
     helpers::{bpf_ktime_get_boot_ns, bpf_probe_read_user, bpf_probe_read_user_str_bytes},
-    macros::tracepoint,
-    programs::TracePointContext,
 };
 use fantrace_schema::record::{
-    CALL_RECORD_SIZE, FILTER_EXCLUDE, FILTER_INCLUDE, FilterKind, LossCause, PATH_BUF, PathStatus,
-    PendingCall, SYSCALL_INIT, SYSCALL_MARK,
+    Abi, CALL_RECORD_SIZE, FILTER_EXCLUDE, FILTER_INCLUDE, FilterKind, LossCause, PATH_BUF,
+    PathStatus, PendingCall, SYSCALL_INIT, SYSCALL_MARK,
 };
 
 use crate::context;
@@ -33,80 +33,31 @@ static INCLUDE_ONLY: u8 = 0;
 #[unsafe(no_mangle)]
 static FILTERS_IN_USE: u8 = 0;
 
-/// A tracepoint record field, loaded directly: the verifier checks context reads at constant
-/// offsets, so no `bpf_probe_read_kernel` call is needed (aya's `read_at` makes one).
-#[inline(always)]
-fn arg<T: Copy>(ctx: &TracePointContext, offset: usize) -> T {
-    unsafe { core::ptr::read_volatile(ctx.as_ptr().cast::<u8>().add(offset).cast::<T>()) }
+/// `fanotify_mark(2)`'s arguments, however the entry point found them.
+pub struct MarkArgs {
+    pub fanotify_fd: i32,
+    pub flags: u32,
+    pub mask: u64,
+    pub dirfd: i32,
+    pub pathname: *const u8,
 }
 
-// Field offsets in the syscall tracepoints' records (see
-// /sys/kernel/tracing/events/syscalls/sys_{enter,exit}_fanotify_mark/format). Every argument
-// occupies a full 8-byte slot.
-const ARG_FANOTIFY_FD: usize = 16;
-const ARG_FLAGS: usize = 24;
-const ARG_MASK: usize = 32;
-const ARG_DFD: usize = 40;
-const ARG_PATHNAME: usize = 48;
-const EXIT_RET: usize = 16;
-
-#[tracepoint(category = "syscalls", name = "sys_enter_fanotify_mark")]
-pub fn fanotify_mark_enter(ctx: TracePointContext) -> u32 {
-    let _ = try_enter(&ctx);
-    0
-}
-
-#[tracepoint(category = "syscalls", name = "sys_exit_fanotify_mark")]
-pub fn fanotify_mark_exit(ctx: TracePointContext) -> u32 {
-    let _ = try_exit(&ctx);
-    0
-}
-
-// fanotify_init(2): the companion that creates the group a mark's fanotify_fd names; its flags
-// tell notification groups from the content / pre-content (permission) ones.
-const INIT_ARG_FLAGS: usize = 16;
-const INIT_ARG_EVENT_F_FLAGS: usize = 24;
-
-#[tracepoint(category = "syscalls", name = "sys_enter_fanotify_init")]
-pub fn fanotify_init_enter(ctx: TracePointContext) -> u32 {
-    let _ = try_init_enter(&ctx);
-    0
-}
-
-#[tracepoint(category = "syscalls", name = "sys_exit_fanotify_init")]
-pub fn fanotify_init_exit(ctx: TracePointContext) -> u32 {
-    let _ = try_exit(&ctx);
-    0
-}
-
-#[inline(always)]
-fn try_init_enter(ctx: &TracePointContext) -> Result<(), i32> {
-    let Some((pending, enter_ns)) = begin() else {
-        return Ok(());
-    };
-    let ev = &mut pending.event;
-    ev.syscall = SYSCALL_INIT;
-    ev.fanotify_fd = -1;
-    ev.dirfd = 0;
-    ev.path_len = 0;
-    ev.path_status = PathStatus::Null as u8;
-    ev.flags = arg::<u64>(ctx, INIT_ARG_FLAGS) as u32;
-    ev.mask = arg::<u64>(ctx, INIT_ARG_EVENT_F_FLAGS) & 0xffff_ffff;
-    ev.enter_ns = enter_ns;
-    Ok(())
+/// `fanotify_init(2)`'s arguments.
+pub struct InitArgs {
+    pub flags: u32,
+    pub event_f_flags: u32,
 }
 
 /// The part of syscall entry both syscalls share: filters, then time and caller context into
 /// the thread's pending record, with the entry time to set last. `None` when the caller is not
 /// recorded (or, counted as lost, when the kernel could not allocate the record). The record
-/// is live once `enter_ns` is non-zero, so each entry program sets it as its last step: an
-/// entry that bails out half-way leaves nothing for exit to send.
+/// is live once `enter_ns` is non-zero, so each entry sets it as its last step: an entry that
+/// bails out half-way leaves nothing for exit to send.
 #[inline(always)]
-fn begin() -> Option<(&'static mut PendingCall, u64)> {
+fn begin(task: *const u8, abi: Abi) -> Option<(&'static mut PendingCall, u64)> {
     let enter_ns = unsafe { bpf_ktime_get_boot_ns() };
     // The caller's ids, name and cgroup are loads through the task pointer: a helper call
     // for each cost more than all the loads together.
-    let task = context::task();
     let (tid, tgid) = context::tid_tgid(task);
     if tgid == unsafe { core::ptr::read_volatile(&RECORDER_TGID) } {
         return None;
@@ -135,22 +86,24 @@ fn begin() -> Option<(&'static mut PendingCall, u64)> {
     ev.ppid = ns.ppid;
     ev.mnt_ns = ns.mnt_ns;
     ev.pid_ns = ns.pid_ns;
-    ev._pad2 = 0;
+    ev.abi = abi as u8;
+    ev._pad = [0; 3];
     Some((pending, enter_ns))
 }
 
+/// Entry of a `fanotify_mark(2)` call.
 #[inline(always)]
-fn try_enter(ctx: &TracePointContext) -> Result<(), i32> {
-    let Some((pending, enter_ns)) = begin() else {
-        return Ok(());
+pub fn enter_mark(task: *const u8, args: &MarkArgs, abi: Abi) {
+    let Some((pending, enter_ns)) = begin(task, abi) else {
+        return;
     };
     let ev = &mut pending.event;
     ev.syscall = SYSCALL_MARK;
-    ev.fanotify_fd = arg::<u64>(ctx, ARG_FANOTIFY_FD) as i32;
-    ev.flags = arg::<u64>(ctx, ARG_FLAGS) as u32;
-    ev.mask = arg::<u64>(ctx, ARG_MASK);
-    ev.dirfd = arg::<u64>(ctx, ARG_DFD) as i32;
-    let path_ptr = arg::<u64>(ctx, ARG_PATHNAME) as *const u8;
+    ev.fanotify_fd = args.fanotify_fd;
+    ev.flags = args.flags;
+    ev.mask = args.mask;
+    ev.dirfd = args.dirfd;
+    let path_ptr = args.pathname;
     let (len, status) = if path_ptr.is_null() {
         (0, PathStatus::Null)
     } else {
@@ -172,7 +125,24 @@ fn try_enter(ctx: &TracePointContext) -> Result<(), i32> {
     ev.path_len = len as u16;
     ev.path_status = status as u8;
     ev.enter_ns = enter_ns;
-    Ok(())
+}
+
+/// Entry of a `fanotify_init(2)` call: `flags` and `mask` hold its two arguments, and there
+/// is no path.
+#[inline(always)]
+pub fn enter_init(task: *const u8, args: &InitArgs, abi: Abi) {
+    let Some((pending, enter_ns)) = begin(task, abi) else {
+        return;
+    };
+    let ev = &mut pending.event;
+    ev.syscall = SYSCALL_INIT;
+    ev.fanotify_fd = -1;
+    ev.dirfd = 0;
+    ev.path_len = 0;
+    ev.path_status = PathStatus::Null as u8;
+    ev.flags = args.flags;
+    ev.mask = u64::from(args.event_f_flags);
+    ev.enter_ns = enter_ns;
 }
 
 /// Whether a filter drops the call: excluded by any filter, or missing from a filter that
@@ -197,17 +167,21 @@ fn filtered_out(tgid: u32, uid: u32, comm: &[u8; 16], cgroup_id: u64) -> bool {
             && drops(FilterKind::Cgroup, unsafe { CGROUP_FILTER.get(cgroup_id) }))
 }
 
+/// Exit of either syscall: the return value goes into the thread's live record, which is
+/// submitted with only the path bytes read.
 #[inline(always)]
-fn try_exit(ctx: &TracePointContext) -> Result<(), i32> {
+pub fn exit(task: *const u8, ret: i64) {
     let exit_ns = unsafe { bpf_ktime_get_boot_ns() };
     // No live record: the call began before the probe was attached, belongs to the recorder
     // or a filtered process, or its entry was already counted as lost.
-    let pending = PENDING.get_existing(context::task()).ok_or(0)?;
+    let Some(pending) = PENDING.get_existing(task) else {
+        return;
+    };
     if pending.event.enter_ns == 0 {
-        return Ok(());
+        return;
     }
     pending.event.exit_ns = exit_ns;
-    pending.event.ret = arg::<i64>(ctx, EXIT_RET);
+    pending.event.ret = ret;
     // Mask the length so the verifier can prove the copy stays inside the map value.
     let path_len = (pending.event.path_len as usize) & (PATH_BUF - 1);
     let size = CALL_RECORD_SIZE + path_len;
@@ -235,5 +209,4 @@ fn try_exit(ctx: &TracePointContext) -> Result<(), i32> {
         count_lost(LossCause::RingFull);
     }
     pending.event.enter_ns = 0;
-    Ok(())
 }
