@@ -42,10 +42,20 @@ setup() {
 }
 
 setup_test_tools() {
-  # The independent Parquet reader the tests compare against.
-  if ! python3 -c 'import pyarrow.parquet' >/dev/null 2>&1; then
-    say "installing pyarrow (independent Parquet reader for the tests)"
-    python3 -m pip install --quiet --disable-pip-version-check --root-user-action=ignore pyarrow
+  # The other engines the tests compare answers with: independent Parquet readers (pyarrow,
+  # polars), DuckDB and Spark through `fantrace-analyzer views`. Spark needs a JRE.
+  local missing=()
+  for module in pyarrow duckdb polars pyspark; do
+    python3 -c "import $module" >/dev/null 2>&1 || missing+=("$module")
+  done
+  if [ ${#missing[@]} -gt 0 ]; then
+    say "installing ${missing[*]} (other engines the tests compare with)"
+    python3 -m pip install --quiet --disable-pip-version-check --root-user-action=ignore "${missing[@]}"
+  fi
+  if ! command -v java >/dev/null 2>&1; then
+    say "installing a Java runtime (for Spark in the tests)"
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends openjdk-17-jre-headless >/dev/null
   fi
 }
 

@@ -106,9 +106,57 @@ pub struct Loaded {
     pub bad: Vec<CaptureError>,
 }
 
-/// Finds and checks every segment of the captures. Without `skip_bad` the first unreadable
-/// input is the error; with it, unreadable inputs are collected in `bad`.
+/// Finds and checks every segment of the captures, reading each segment once however often it
+/// was given (a second copy of it, or the same file by another path, is left out with a
+/// warning). Without `skip_bad` the first unreadable input is the error; with it, unreadable
+/// inputs are collected in `bad`.
 pub fn load(args: &CaptureArgs) -> anyhow::Result<Loaded> {
+    let mut loaded = load_all(args)?;
+    loaded.segments = dedupe(loaded.segments, |dup, kept| {
+        eprintln!(
+            "fantrace-analyzer: warning: {} is the same segment as {}; reading it once",
+            dup.path.display(),
+            kept.path.display()
+        );
+    });
+    Ok(loaded)
+}
+
+/// What makes two files the same segment: for a sealed one, its recording, place in it and
+/// data digest; for an older one, the file itself.
+fn identity(segment: &Segment) -> String {
+    match (
+        segment.meta(keys::RECORDING_ID),
+        segment.meta(keys::SEGMENT_SEQ),
+        segment.meta(keys::DATA_SHA256),
+    ) {
+        (Some(r), Some(s), Some(d)) => format!("{r}/{s}/{d}"),
+        _ => std::fs::canonicalize(&segment.path)
+            .unwrap_or_else(|_| segment.path.clone())
+            .to_string_lossy()
+            .into_owned(),
+    }
+}
+
+/// Keeps the first of each identity, calling `dropped` for every other.
+pub fn dedupe(segments: Vec<Segment>, mut dropped: impl FnMut(&Segment, &Segment)) -> Vec<Segment> {
+    let mut seen: HashMap<String, usize> = HashMap::new();
+    let mut out: Vec<Segment> = Vec::with_capacity(segments.len());
+    for segment in segments {
+        let id = identity(&segment);
+        match seen.get(&id) {
+            Some(&i) => dropped(&segment, &out[i]),
+            None => {
+                seen.insert(id, out.len());
+                out.push(segment);
+            }
+        }
+    }
+    out
+}
+
+/// Like [`load`], but keeps every copy: `verify` must see them.
+pub fn load_all(args: &CaptureArgs) -> anyhow::Result<Loaded> {
     let mut segments = Vec::new();
     let mut bad = Vec::new();
     let mut keep_or_fail = |err: CaptureError| -> anyhow::Result<()> {

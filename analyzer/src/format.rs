@@ -14,37 +14,29 @@ pub enum Format {
     Csv,
     /// One JSON object per row, values complete.
     Json,
-    /// A zstd-compressed Parquet file (with `--output`).
+    /// A zstd-compressed Parquet file (with `--output`); rows of the events or calls tables
+    /// become a capture fantrace opens like a recorded one.
     Parquet,
 }
 
-/// Writes to a file; Parquet is only possible here (it needs a seekable, owned writer).
-pub fn write_to_file(
-    format: Format,
+/// Writes plain Parquet (zstd) of `batches`, which may be none: a result of no rows is still
+/// a valid file with its columns.
+pub fn write_parquet(
+    schema: arrow::datatypes::SchemaRef,
     batches: &[RecordBatch],
-    max_width: usize,
     file: std::fs::File,
 ) -> anyhow::Result<()> {
-    if let Format::Parquet = format {
-        use datafusion::parquet::arrow::ArrowWriter;
-        use datafusion::parquet::basic::{Compression, ZstdLevel};
-        use datafusion::parquet::file::properties::WriterProperties;
-        let Some(first) = batches.first() else {
-            anyhow::bail!("the query returned no batches; nothing to write as Parquet");
-        };
-        let props = WriterProperties::builder()
-            .set_compression(Compression::ZSTD(ZstdLevel::try_new(3)?))
-            .build();
-        let mut w = ArrowWriter::try_new(file, first.schema(), Some(props))?;
-        for b in batches {
-            w.write(b)?;
-        }
-        w.close()?;
-        return Ok(());
+    use datafusion::parquet::arrow::ArrowWriter;
+    use datafusion::parquet::basic::{Compression, ZstdLevel};
+    use datafusion::parquet::file::properties::WriterProperties;
+    let props = WriterProperties::builder()
+        .set_compression(Compression::ZSTD(ZstdLevel::try_new(3)?))
+        .build();
+    let mut w = ArrowWriter::try_new(file, schema, Some(props))?;
+    for b in batches {
+        w.write(b)?;
     }
-    let mut out = std::io::BufWriter::new(file);
-    write(format, batches, max_width, &mut out)?;
-    out.flush()?;
+    w.close()?;
     Ok(())
 }
 
@@ -71,11 +63,15 @@ pub fn write(
                 .with_header(true)
                 .build(out);
             for b in batches {
-                w.write(b).context("writing CSV")?;
+                w.write(&lists_as_text(b)?).context("writing CSV")?;
             }
         }
         Format::Json => {
-            let mut w = arrow::json::LineDelimitedWriter::new(out);
+            // A NULL is written as null, not left out: a reader must not have to guess
+            // whether a missing key means NULL or a column it does not know.
+            let mut w = arrow::json::WriterBuilder::new()
+                .with_explicit_nulls(true)
+                .build::<_, arrow::json::writer::LineDelimited>(out);
             for b in batches {
                 w.write(b).context("writing JSON")?;
             }
@@ -84,6 +80,33 @@ pub fn write(
         Format::Parquet => anyhow::bail!("--format parquet writes a file: add --output FILE"),
     }
     Ok(())
+}
+
+/// CSV has no lists: each list cell becomes `[a, b]`, as DuckDB writes them, NULL stays empty.
+fn lists_as_text(batch: &RecordBatch) -> anyhow::Result<RecordBatch> {
+    let options = arrow::util::display::FormatOptions::default();
+    let mut fields = Vec::new();
+    let mut columns: Vec<ArrayRef> = Vec::new();
+    for (field, col) in batch.schema().fields().iter().zip(batch.columns()) {
+        match col.data_type() {
+            DataType::List(_) | DataType::LargeList(_) | DataType::FixedSizeList(..) => {
+                let show = arrow::util::display::ArrayFormatter::try_new(col.as_ref(), &options)?;
+                let text: StringArray = (0..col.len())
+                    .map(|i| (!col.is_null(i)).then(|| show.value(i).to_string()))
+                    .collect();
+                fields.push(field.as_ref().clone().with_data_type(DataType::Utf8));
+                columns.push(Arc::new(text));
+            }
+            _ => {
+                fields.push(field.as_ref().clone());
+                columns.push(col.clone());
+            }
+        }
+    }
+    Ok(RecordBatch::try_new(
+        Arc::new(arrow::datatypes::Schema::new(fields)),
+        columns,
+    )?)
 }
 
 /// Cuts text cells longer than `max` characters to `max - 1` plus "…", so one 4000-byte path

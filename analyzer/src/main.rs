@@ -4,7 +4,13 @@ mod commands;
 mod format;
 mod functions;
 mod helper;
+mod output;
+mod pseudonym;
+mod selection;
 mod session;
+mod signing;
+mod timespec;
+mod write_capture;
 
 use std::process::ExitCode;
 
@@ -36,6 +42,20 @@ enum Command {
     Playbook(commands::playbook::PlaybookArgs),
     /// List the fantrace SQL functions and the columns of the events table.
     Functions,
+    /// Write a capture to share: a time window, processes or any condition, from one or many
+    /// captures, optionally pseudonymized and signed.
+    Export(commands::export::ExportArgs),
+    /// Check that captures are what was recorded or exported: digests, chains, row counts,
+    /// gaps, signatures. Exit code 0 only when everything checks out.
+    Verify(commands::verify::VerifyArgs),
+    /// Print the events, inits and calls views and the decoding functions as SQL for DuckDB or
+    /// Spark SQL, to query captures there with the same names and answers.
+    Views(commands::views::ViewsArgs),
+    /// Make an ed25519 key pair for `export --sign` and `verify --pubkey`.
+    Keygen {
+        /// The secret key file to create (mode 0600); the public key goes to FILE.pub.
+        file: std::path::PathBuf,
+    },
 }
 
 fn parse_bytes(s: &str) -> Result<usize, String> {
@@ -104,6 +124,19 @@ fn main() -> ExitCode {
                 print_reference();
                 Ok(())
             }
+            Command::Export(args) => commands::export::run(args, opts).await,
+            Command::Verify(args) => commands::verify::run(args).await,
+            Command::Views(args) => {
+                commands::views::run(&args);
+                Ok(())
+            }
+            Command::Keygen { file } => signing::generate(&file).map(|public| {
+                println!(
+                    "secret key {} (keep it), public key {} (give it to whoever verifies)",
+                    file.display(),
+                    public.display()
+                );
+            }),
         }
     });
     match result {

@@ -30,14 +30,25 @@ pub fn read_only() -> SQLOptions {
 
 /// Runs one read-only statement and collects its result; errors quote the statement.
 pub async fn run_sql(ctx: &SessionContext, sql: &str) -> anyhow::Result<Vec<RecordBatch>> {
+    Ok(run_sql_with_schema(ctx, sql).await?.1)
+}
+
+/// [`run_sql`], with the result's schema, which a result of no rows has too.
+pub async fn run_sql_with_schema(
+    ctx: &SessionContext,
+    sql: &str,
+) -> anyhow::Result<(arrow::datatypes::SchemaRef, Vec<RecordBatch>)> {
     let short: String = sql.trim().chars().take(200).collect();
     let df = ctx
         .sql_with_options(sql, read_only())
         .await
         .with_context(|| format!("in SQL statement {short:?}"))?;
-    df.collect()
+    let schema: arrow::datatypes::SchemaRef = Arc::new(df.schema().as_arrow().clone());
+    let batches = df
+        .collect()
         .await
-        .with_context(|| format!("running SQL statement {short:?}"))
+        .with_context(|| format!("running SQL statement {short:?}"))?;
+    Ok((schema, batches))
 }
 
 pub async fn open(segments: &[Segment], opts: &SessionOptions) -> anyhow::Result<SessionContext> {
@@ -57,29 +68,11 @@ pub async fn open(segments: &[Segment], opts: &SessionOptions) -> anyhow::Result
     let ctx = SessionContext::new_with_config_rt(config, runtime);
     crate::functions::register(&ctx);
     share_footers(&ctx, segments);
-    let paths: Vec<String> = segments
-        .iter()
-        .map(|s| s.path.to_string_lossy().into_owned())
-        .collect();
-    // Segments of the current version agree on every type, so DataFusion takes the schema from
-    // a footer. Older segments store some columns with other types; the current types are then
-    // given, and the older files' columns are cast to them as they are read.
-    let table_schema = scan_schema();
-    let mut read_opts = ParquetReadOptions::default();
-    if segments
-        .iter()
-        .any(|s| s.schema_version < keys::CURRENT_SCHEMA_VERSION)
-    {
-        read_opts = read_opts.schema(&table_schema);
-    }
-    let events = ctx
-        .read_parquet(paths, read_opts)
-        .await
-        .context("opening the capture segments")?;
+    let calls = calls_frame(&ctx, segments).await?;
     // The segments hold both syscalls; `events` and `inits` are the views people query.
-    ctx.register_table("calls", events.into_view())
+    ctx.register_table("calls", calls.into_view())
         .context("registering table calls")?;
-    for view in [EVENTS_VIEW.as_str(), INITS_VIEW] {
+    for view in [EVENTS_VIEW.as_str(), INITS_VIEW.as_str()] {
         ctx.sql(view)
             .await
             .with_context(|| format!("defining a view: {view}"))?;
@@ -87,6 +80,76 @@ pub async fn open(segments: &[Segment], opts: &SessionOptions) -> anyhow::Result
     ctx.register_table("stats", Arc::new(stats_table(segments)?))
         .context("registering table stats")?;
     Ok(ctx)
+}
+
+/// Every stored row of the segments, as the current schema types it. Segments of the current
+/// version agree on every type, so DataFusion takes the schema from a footer and reads them in
+/// one scan. Older ones store some columns with other types or lack them: the current types are
+/// then given (their columns are cast as they are read, missing ones are NULL), and the row
+/// columns naming the host and boot, which they kept only in their metadata, are filled from
+/// it: one scan per host and boot, put together with the rest.
+async fn calls_frame(
+    ctx: &SessionContext,
+    segments: &[Segment],
+) -> anyhow::Result<datafusion::dataframe::DataFrame> {
+    use datafusion::logical_expr::{ExprSchemable as _, cast, lit};
+    let path = |s: &Segment| s.path.to_string_lossy().into_owned();
+    let table_schema = scan_schema();
+    let older = |s: &Segment| s.schema_version < keys::CURRENT_SCHEMA_VERSION;
+    if !segments.iter().any(older) {
+        return ctx
+            .read_parquet(
+                segments.iter().map(path).collect::<Vec<_>>(),
+                ParquetReadOptions::default(),
+            )
+            .await
+            .context("opening the capture segments");
+    }
+    let with_origin = |s: &&Segment| s.schema_version >= 4;
+    let mut frames = Vec::new();
+    let current: Vec<String> = segments.iter().filter(with_origin).map(path).collect();
+    if !current.is_empty() {
+        frames.push(
+            ctx.read_parquet(current, ParquetReadOptions::default().schema(&table_schema))
+                .await
+                .context("opening the capture segments")?,
+        );
+    }
+    let mut by_origin: std::collections::BTreeMap<(String, String), Vec<String>> =
+        std::collections::BTreeMap::new();
+    for s in segments.iter().filter(|s| !with_origin(s)) {
+        let origin = (
+            s.meta(keys::HOSTNAME).unwrap_or("unknown").to_string(),
+            s.meta(keys::BOOT_ID).unwrap_or("unknown").to_string(),
+        );
+        by_origin.entry(origin).or_default().push(path(s));
+    }
+    for ((host, boot_id), paths) in by_origin {
+        let frame = ctx
+            .read_parquet(paths, ParquetReadOptions::default().schema(&table_schema))
+            .await
+            .context("opening the capture segments")?;
+        let origin_type = fantrace_schema::arrow::origin_type();
+        let frame = frame
+            .with_column("host", cast(lit(host), origin_type.clone()))?
+            .with_column("boot_id", cast(lit(boot_id), origin_type))?;
+        // with_column keeps the position of a column it replaces; say so to the union.
+        let columns: Vec<_> = table_schema
+            .fields()
+            .iter()
+            .map(|f| {
+                datafusion::prelude::col(f.name())
+                    .cast_to(f.data_type(), frame.schema())
+                    .map(|e| e.alias(f.name()))
+            })
+            .collect::<Result<_, _>>()?;
+        frames.push(frame.select(columns)?);
+    }
+    let mut frames = frames.into_iter();
+    let first = frames.next().context("no segment to read")?;
+    frames
+        .try_fold(first, |acc, f| acc.union(f))
+        .context("putting segments of several schema versions together")
 }
 
 /// Puts the footers the capture check already decoded into DataFusion's metadata cache, where
@@ -156,12 +219,17 @@ static EVENTS_VIEW: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
     )
 });
 
-/// `inits`: one row per fanotify_init call, with its arguments named and decoded.
-const INITS_VIEW: &str = "CREATE VIEW inits AS SELECT time, duration_ns, pid, tid, comm, ppid, \
-    uid, gid, cgroup_id, mnt_ns, pid_ns, exe, container_id, flags, \
-    fan_init_flag_names(flags) AS flag_names, fan_init_class(flags) AS class, \
-    arrow_cast(mask, 'UInt32') AS event_f_flags, ret AS fd, errno_name(ret) AS error, abi \
-    FROM calls WHERE syscall = 'fanotify_init'";
+/// The columns of `inits`: one row per fanotify_init call, its arguments named and decoded.
+pub const INITS_COLUMNS: &str = "time, duration_ns, pid, tid, comm, ppid, uid, gid, cgroup_id, \
+    mnt_ns, pid_ns, exe, container_id, flags, fan_init_flag_names(flags) AS flag_names, \
+    fan_init_class(flags) AS class, arrow_cast(mask, 'UInt32') AS event_f_flags, ret AS fd, \
+    errno_name(ret) AS error, abi, host, boot_id";
+
+static INITS_VIEW: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+    format!(
+        "CREATE VIEW inits AS SELECT {INITS_COLUMNS} FROM calls WHERE syscall = 'fanotify_init'"
+    )
+});
 
 /// One row per segment: where it came from, its time span and what it holds or lost.
 fn stats_table(segments: &[Segment]) -> anyhow::Result<MemTable> {
@@ -217,7 +285,13 @@ fn stats_table(segments: &[Segment]) -> anyhow::Result<MemTable> {
     columns.push(text(keys::STOP_REASON));
     fields.push(Field::new("recorder_version", DataType::Utf8, true));
     columns.push(text(keys::RECORDER_VERSION));
+    fields.push(Field::new("segment_seq", DataType::UInt64, true));
+    columns.push(number(keys::SEGMENT_SEQ));
     for (name, key) in [
+        ("time_min", keys::TIME_MIN),
+        ("time_max", keys::TIME_MAX),
+        ("recording_id", keys::RECORDING_ID),
+        ("data_sha256", keys::DATA_SHA256),
         ("attach_mode", keys::ATTACH_MODE),
         ("attach_reason", keys::ATTACH_REASON),
         ("attach_points", keys::ATTACH_POINTS),

@@ -89,7 +89,7 @@ fn write_segment_with(path: &Path, schema_version: &str, lost: u64, extra: &[(&s
         row(4, 200, "evil", 0x1, 0x1, 0, b"/tmp/\xff", PathStatus::Ok),
         row(5, 200, "evil", 0x80, 0, 0, b"", PathStatus::Null),
     ];
-    let mut b = EventBuilder::with_capacity(rows.len(), 64);
+    let mut b = EventBuilder::with_capacity(rows.len(), 64, Default::default());
     for r in &rows {
         let process = ProcessInfo {
             exe: Some(format!("/usr/bin/{}", r.comm)),

@@ -14,9 +14,10 @@ use crate::synth::{self, SynthArgs};
 impl Bench {
     /// Writes (or reuses) the synthetic capture of `events` rows.
     pub fn synthetic(&self, events: u64) -> anyhow::Result<PathBuf> {
-        // A new schema version writes different files: never reuse an older one's.
+        // A new schema version writes different files: never reuse an older one's. ("s":
+        // sealed segments, schema 4 before it was final wrote none.)
         let dir = self.work.join(format!(
-            "synthetic-v{}-{events}",
+            "synthetic-v{}s-{events}",
             fantrace_schema::metadata::CURRENT_SCHEMA_VERSION
         ));
         let done = dir.join(".complete");
@@ -32,6 +33,7 @@ impl Bench {
                 output: dir.clone(),
                 events,
                 segment_rows: 2_000_000,
+                hosts: 1,
             })?;
             std::fs::write(&done, b"")?;
         }

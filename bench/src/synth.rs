@@ -6,12 +6,12 @@ use std::path::PathBuf;
 
 use anyhow::Context as _;
 use clap::Args;
-use fantrace_schema::arrow::{EventBuilder, ProcessInfo, events_schema};
+use fantrace_schema::arrow::{EventBuilder, Origin, ProcessInfo, events_schema};
+use fantrace_schema::integrity::{SealingWriter, seal_and_close};
 use fantrace_schema::layout::{ROW_GROUP_ROWS, writer_properties};
 use fantrace_schema::metadata as keys;
 use fantrace_schema::record::{CallRecord, PathStatus, SYSCALL_INIT, SYSCALL_MARK};
 use parquet::arrow::ArrowWriter;
-use parquet::file::metadata::KeyValue;
 
 #[derive(Args, Debug, Clone)]
 pub struct SynthArgs {
@@ -24,6 +24,9 @@ pub struct SynthArgs {
     /// Rows per segment file.
     #[arg(long, default_value_t = 2_000_000)]
     pub segment_rows: u64,
+    /// Hosts the calls come from: segments go to them in turn, each host one recording.
+    #[arg(long, default_value_t = 1)]
+    pub hosts: u64,
 }
 
 /// 2026-11-01T00:00:00Z, and one day of calls after it.
@@ -101,7 +104,21 @@ pub fn run(args: &SynthArgs) -> anyhow::Result<()> {
     let step = SPAN_NS / args.events.max(1) as i64;
     let mut written = 0u64;
     let mut seq = 0;
+    let hosts = args.hosts.max(1);
+    // Each host's chain: its recording id, next segment number and last segment's digest.
+    let mut chains: Vec<(String, u64, String)> = (0..hosts)
+        .map(|h| (format!("synthetic-recording-{h}"), 0, String::new()))
+        .collect();
     while written < args.events {
+        let host_ix = (seq % hosts) as usize;
+        let origin = Origin {
+            host: if hosts == 1 {
+                "synthetic".to_string()
+            } else {
+                format!("synthetic-{host_ix:04}")
+            },
+            boot_id: format!("00000000-0000-4000-8000-{host_ix:012}"),
+        };
         let rows = args.segment_rows.min(args.events - written);
         let path = args
             .output
@@ -109,8 +126,10 @@ pub fn run(args: &SynthArgs) -> anyhow::Result<()> {
         let file =
             std::fs::File::create(&path).with_context(|| format!("creating {}", path.display()))?;
         let props = writer_properties("fantrace-bench synth")?;
-        let mut w = ArrowWriter::try_new(file, events_schema(), Some(props))?;
-        let mut b = EventBuilder::with_capacity(ROW_GROUP_ROWS, ROW_GROUP_ROWS * 32);
+        let (sink, seal) = SealingWriter::new(file);
+        let mut w = ArrowWriter::try_new(sink, events_schema(), Some(props))?;
+        let mut b =
+            EventBuilder::with_capacity(ROW_GROUP_ROWS, ROW_GROUP_ROWS * 32, origin.clone());
         for i in 0..rows {
             let n = written + i;
             let r = rand();
@@ -176,20 +195,48 @@ pub fn run(args: &SynthArgs) -> anyhow::Result<()> {
         if !b.is_empty() {
             w.write(&b.finish()?)?;
         }
-        for (k, v) in [
+        let (recording_id, chain_seq, prev) = &mut chains[host_ix];
+        let first = T0 + written as i64 * step;
+        let last = T0 + (written + rows - 1) as i64 * step;
+        let rfc3339 = |ns: i64| {
+            chrono::DateTime::from_timestamp_nanos(ns)
+                .to_rfc3339_opts(chrono::SecondsFormat::Nanos, true)
+        };
+        let meta: Vec<(String, String)> = [
             (
                 keys::SCHEMA_VERSION,
                 keys::CURRENT_SCHEMA_VERSION.to_string(),
             ),
-            (keys::HOSTNAME, "synthetic".to_string()),
+            (keys::HOSTNAME, origin.host.clone()),
+            (keys::BOOT_ID, origin.boot_id.clone()),
+            (keys::KERNEL_RELEASE, "synthetic".to_string()),
             (keys::EVENTS_WRITTEN, rows.to_string()),
             (keys::EVENTS_LOST, "0".to_string()),
-            (keys::STOP_REASON, "synthetic".to_string()),
-        ] {
-            w.append_key_value_metadata(KeyValue::new(k.to_string(), v));
-        }
-        w.close()
+            (keys::SEGMENT_START, rfc3339(first)),
+            (keys::SEGMENT_END, rfc3339(last)),
+            (keys::TIME_MIN, rfc3339(first)),
+            (keys::TIME_MAX, rfc3339(last)),
+            (keys::RECORDING_ID, recording_id.clone()),
+            (keys::SEGMENT_SEQ, chain_seq.to_string()),
+            (keys::PREV_SEGMENT_SHA256, prev.clone()),
+            (keys::ATTACH_MODE, "synthetic".to_string()),
+            (keys::IA32_COVERED, "yes".to_string()),
+            (
+                keys::STOP_REASON,
+                if written + rows >= args.events {
+                    "synthetic".to_string()
+                } else {
+                    "rotated: size".to_string()
+                },
+            ),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v))
+        .collect();
+        let sealed = seal_and_close(w, &seal, meta, |_| Vec::new())
             .with_context(|| format!("closing {}", path.display()))?;
+        *chain_seq += 1;
+        *prev = sealed.file_sha256;
         written += rows;
         seq += 1;
         eprintln!("wrote {}: {rows} rows", path.display());

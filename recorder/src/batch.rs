@@ -1,6 +1,6 @@
 //! Batch: ring-buffer items become Arrow rows.
 use arrow::array::RecordBatch;
-use fantrace_schema::arrow::{EventBuilder, ItemError, parse_item};
+use fantrace_schema::arrow::{EventBuilder, ItemError, Origin, parse_item};
 use fantrace_schema::record::CallRecord;
 
 use crate::enrich::Enricher;
@@ -13,14 +13,17 @@ pub struct Batcher {
     builder: EventBuilder,
     boot_to_wall_ns: i64,
     enricher: Enricher,
+    /// This machine, as every row names it.
+    origin: Origin,
 }
 
 impl Batcher {
-    pub fn new(boot_to_wall_ns: i64) -> Batcher {
+    pub fn new(boot_to_wall_ns: i64, origin: Origin) -> Batcher {
         Batcher {
-            builder: EventBuilder::with_capacity(BATCH_ROWS, BATCH_ROWS * 32),
+            builder: EventBuilder::with_capacity(BATCH_ROWS, BATCH_ROWS * 32, origin.clone()),
             boot_to_wall_ns,
             enricher: Enricher::default(),
+            origin,
         }
     }
 
@@ -54,7 +57,7 @@ impl Batcher {
         // reallocating and copying every column several times per batch.
         let mut full = std::mem::replace(
             &mut self.builder,
-            EventBuilder::with_capacity(BATCH_ROWS, BATCH_ROWS * 32),
+            EventBuilder::with_capacity(BATCH_ROWS, BATCH_ROWS * 32, self.origin.clone()),
         );
         Ok(Some(full.finish()?))
     }

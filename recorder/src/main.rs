@@ -194,13 +194,18 @@ fn run(cli: Cli) -> anyhow::Result<()> {
     let clock_offset_ns = clock::boot_to_wall_offset_ns();
     let lost_cell = Arc::new(Mutex::new(probe::LossCounts::default()));
     let progress = Arc::new(status::WriterProgress::default());
+    let host = host::HostInfo::read();
+    let origin = fantrace_schema::arrow::Origin {
+        host: host.hostname.clone(),
+        boot_id: host.boot_id.clone(),
+    };
     let writer::WriterHandle {
         tx,
         stopped,
         thread: writer,
     } = writer::spawn(writer::WriterConfig {
         dir: dest.dir.clone(),
-        host: host::HostInfo::read(),
+        host,
         clock_offset_ns,
         command_line: std::env::args().collect::<Vec<_>>().join(" "),
         rotate_size: cli.rotate_size,
@@ -219,7 +224,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         .enable_all()
         .build()
         .context("starting the async runtime")?;
-    let mut batcher = batch::Batcher::new(clock_offset_ns);
+    let mut batcher = batch::Batcher::new(clock_offset_ns, origin);
     let drained = runtime.block_on(drain::record(
         &mut probe,
         events,

@@ -1,29 +1,56 @@
-//! Write: one Parquet segment, written under a temporary name and published by rename only
-//! once it is complete and on disk, so no reader ever sees a half-written segment.
+//! Write: one Parquet segment, written in the capture's `.in-progress/` directory under a name
+//! no Parquet reader takes, sealed (`fantrace_schema::integrity`), and published into the
+//! capture directory by rename only once it is complete and on disk, so no reader ever sees a
+//! half-written segment.
 use std::fs::{File, OpenOptions};
-use std::os::unix::fs::OpenOptionsExt as _;
+use std::os::unix::fs::{DirBuilderExt as _, OpenOptionsExt as _};
 use std::path::{Path, PathBuf};
 
 use anyhow::Context as _;
-use arrow::array::RecordBatch;
-use arrow::datatypes::SchemaRef;
+use arrow::array::{AsArray as _, RecordBatch};
+use arrow::datatypes::{SchemaRef, TimestampNanosecondType};
+use fantrace_schema::integrity::{SealState, Sealed, SealingWriter, seal_and_close};
 use fantrace_schema::layout;
 use parquet::arrow::ArrowWriter;
-use parquet::file::metadata::KeyValue;
+
+/// Where segments are written until they are complete. Hidden, and its files do not end in
+/// `.parquet`, so globs, directory readers (pyarrow, Spark, DuckDB, chdb) and the analyzer
+/// never take a live or abandoned one.
+pub const IN_PROGRESS_DIR: &str = ".in-progress";
+
+/// Creates the capture's in-progress directory (0700) if it is missing.
+pub fn create_in_progress_dir(dir: &Path) -> anyhow::Result<()> {
+    let path = dir.join(IN_PROGRESS_DIR);
+    match std::fs::DirBuilder::new().mode(0o700).create(&path) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+        Err(e) => Err(e).with_context(|| format!("creating {}", path.display())),
+    }
+}
 
 pub struct Segment {
     tmp_path: PathBuf,
     final_path: PathBuf,
     dir: PathBuf,
     file: File,
-    writer: ArrowWriter<File>,
+    writer: ArrowWriter<SealingWriter<File>>,
+    seal: SealState,
     rows: u64,
+    /// Earliest and latest `time` written, ns.
+    times: Option<(i64, i64)>,
+}
+
+/// A finished segment: where it is and how it was sealed.
+pub struct Finished {
+    pub path: PathBuf,
+    pub sealed: Sealed,
 }
 
 impl Segment {
-    /// Opens `dir/.name.tmp` (mode 0600, must not exist) for a segment to be named `name`.
+    /// Opens `dir/.in-progress/name.partial` (mode 0600, must not exist) for a segment to be
+    /// named `dir/name`.
     pub fn create(dir: &Path, name: &str, schema: SchemaRef) -> anyhow::Result<Segment> {
-        let tmp_path = dir.join(format!(".{name}.tmp"));
+        let tmp_path = dir.join(IN_PROGRESS_DIR).join(format!("{name}.partial"));
         let final_path = dir.join(name);
         let file = OpenOptions::new()
             .write(true)
@@ -37,7 +64,8 @@ impl Segment {
             .with_context(|| format!("duplicating the descriptor of {}", tmp_path.display()))?;
         let props =
             layout::writer_properties(concat!("fantrace-recorder ", env!("CARGO_PKG_VERSION")))?;
-        let writer = ArrowWriter::try_new(writer_file, schema, Some(props))
+        let (sink, seal) = SealingWriter::new(writer_file);
+        let writer = ArrowWriter::try_new(sink, schema, Some(props))
             .with_context(|| format!("starting Parquet writer on {}", tmp_path.display()))?;
         Ok(Segment {
             tmp_path,
@@ -45,7 +73,9 @@ impl Segment {
             dir: dir.to_path_buf(),
             file,
             writer,
+            seal,
             rows: 0,
+            times: None,
         })
     }
 
@@ -54,7 +84,22 @@ impl Segment {
             .write(batch)
             .with_context(|| format!("writing to segment {}", self.tmp_path.display()))?;
         self.rows += batch.num_rows() as u64;
+        if let Some(times) = batch
+            .column_by_name("time")
+            .and_then(|c| c.as_primitive_opt::<TimestampNanosecondType>())
+            && let (Some(lo), Some(hi)) = (arrow::compute::min(times), arrow::compute::max(times))
+        {
+            self.times = Some(match self.times {
+                Some((a, b)) => (a.min(lo), b.max(hi)),
+                None => (lo, hi),
+            });
+        }
         Ok(())
+    }
+
+    /// Earliest and latest `time` of the rows written so far (ns), if any.
+    pub fn time_range(&self) -> Option<(i64, i64)> {
+        self.times
     }
 
     pub fn tmp_path(&self) -> &Path {
@@ -82,16 +127,12 @@ impl Segment {
         (self.writer.bytes_written() + self.writer.in_progress_size()) as u64
     }
 
-    /// Writes the footer with `metadata`, fsyncs, renames to the final name and fsyncs the
-    /// directory. Every step's error is returned, none swallowed.
-    pub fn finish(mut self, metadata: Vec<(String, String)>) -> anyhow::Result<PathBuf> {
-        for (key, value) in metadata {
-            self.writer
-                .append_key_value_metadata(KeyValue::new(key, value));
-        }
+    /// Seals the segment with `metadata` (see `fantrace_schema::integrity`), writes the
+    /// footer, fsyncs, renames it into the capture directory and fsyncs that. Every step's
+    /// error is returned, none swallowed.
+    pub fn finish(self, metadata: Vec<(String, String)>) -> anyhow::Result<Finished> {
         let tmp = self.tmp_path.display().to_string();
-        self.writer
-            .close()
+        let sealed = seal_and_close(self.writer, &self.seal, metadata, |_| Vec::new())
             .with_context(|| format!("writing the Parquet footer of {tmp}"))?;
         self.file
             .sync_all()
@@ -101,7 +142,10 @@ impl Segment {
         File::open(&self.dir)
             .and_then(|d| d.sync_all())
             .with_context(|| format!("fsync of directory {}", self.dir.display()))?;
-        Ok(self.final_path)
+        Ok(Finished {
+            path: self.final_path,
+            sealed,
+        })
     }
 }
 
@@ -114,13 +158,23 @@ mod tests {
     #[test]
     fn segment_appears_only_when_finished_and_is_private() {
         let dir = tempfile::tempdir().unwrap();
+        create_in_progress_dir(dir.path()).unwrap();
         let mut seg = Segment::create(dir.path(), "a.parquet", events_schema()).unwrap();
-        let batch = EventBuilder::with_capacity(0, 0).finish().unwrap();
+        let batch = EventBuilder::with_capacity(0, 0, Default::default())
+            .finish()
+            .unwrap();
         seg.write(&batch).unwrap();
         assert!(!dir.path().join("a.parquet").exists());
-        let path = seg.finish(vec![("k".into(), "v".into())]).unwrap();
+        let partial = dir.path().join(IN_PROGRESS_DIR).join("a.parquet.partial");
+        assert!(partial.exists());
+        let finished = seg.finish(vec![("k".into(), "v".into())]).unwrap();
+        let path = finished.path;
         assert!(path.exists());
-        assert!(!dir.path().join(".a.parquet.tmp").exists());
+        assert!(!partial.exists());
+        assert_eq!(
+            finished.sealed.file_sha256,
+            fantrace_schema::integrity::sha256_of(File::open(&path).unwrap()).unwrap()
+        );
         let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
         assert_eq!(mode, 0o600);
         let reader =

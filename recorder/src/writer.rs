@@ -103,6 +103,7 @@ pub struct WriterHandle {
 }
 
 pub fn spawn(cfg: WriterConfig) -> anyhow::Result<WriterHandle> {
+    crate::segment::create_in_progress_dir(&cfg.dir)?;
     let (tx, rx) = sync_channel(QUEUE);
     let (stopped_tx, stopped) = tokio::sync::oneshot::channel();
     let thread = std::thread::Builder::new()
@@ -132,7 +133,13 @@ struct Open {
 
 struct Writer {
     cfg: WriterConfig,
+    /// This run's id: its segments form one chain (`fantrace_schema::integrity`).
+    recording_id: String,
+    /// The place of the next segment to finish in the chain; a segment abandoned on a full
+    /// disk does not take one, so the chain has no hole where calls were only dropped.
     seq: u64,
+    /// SHA-256 of the last finished segment, named by the next one.
+    prev_sha256: String,
     summary: WriterSummary,
     /// Temporary file of the open segment, removed if the segment is abandoned.
     current_tmp: Option<PathBuf>,
@@ -146,7 +153,9 @@ impl Writer {
     fn new(cfg: WriterConfig) -> Writer {
         Writer {
             cfg,
+            recording_id: uuid::Uuid::new_v4().to_string(),
             seq: 0,
+            prev_sha256: String::new(),
             summary: WriterSummary::default(),
             current_tmp: None,
             at_risk_rows: 0,
@@ -197,7 +206,6 @@ impl Writer {
             started.format("%Y%m%dT%H%M%S%.6fZ"),
             self.seq
         );
-        self.seq += 1;
         self.cfg.progress.set_current(&name);
         let segment = Segment::create(&self.cfg.dir, &name, events_schema())?;
         self.current_tmp = Some(segment.tmp_path().to_path_buf());
@@ -315,6 +323,20 @@ impl Writer {
         let lost = lost_total.since(&open.lost_at_open);
         let dropped = self.dropped_unreported;
         let rows = open.segment.rows();
+        // The window covers the rows: a call may have entered before the segment opened (it
+        // was drained, or held back, after) or be stamped after it closes.
+        let closed = chrono::Utc::now();
+        let rfc3339 = |ns: i64| {
+            chrono::DateTime::from_timestamp_nanos(ns)
+                .to_rfc3339_opts(chrono::SecondsFormat::Nanos, true)
+        };
+        let times = open.segment.time_range();
+        let start = times.map_or(open.started, |(lo, _)| {
+            open.started.min(chrono::DateTime::from_timestamp_nanos(lo))
+        });
+        let end = times.map_or(closed, |(_, hi)| {
+            closed.max(chrono::DateTime::from_timestamp_nanos(hi))
+        });
         let cfg = &self.cfg;
         let mut meta = vec![
             (
@@ -329,8 +351,11 @@ impl Writer {
             (keys::KERNEL_RELEASE, cfg.host.kernel_release.clone()),
             (keys::BOOT_ID, cfg.host.boot_id.clone()),
             (keys::CLOCK_OFFSET_NS, cfg.clock_offset_ns.to_string()),
-            (keys::SEGMENT_START, open.started.to_rfc3339()),
-            (keys::SEGMENT_END, chrono::Utc::now().to_rfc3339()),
+            (keys::SEGMENT_START, start.to_rfc3339()),
+            (keys::SEGMENT_END, end.to_rfc3339()),
+            (keys::RECORDING_ID, self.recording_id.clone()),
+            (keys::SEGMENT_SEQ, self.seq.to_string()),
+            (keys::PREV_SEGMENT_SHA256, self.prev_sha256.clone()),
             (keys::EVENTS_WRITTEN, rows.to_string()),
             (keys::EVENTS_LOST, (lost.total() + dropped).to_string()),
             (keys::EVENTS_LOST_DISK_FULL, dropped.to_string()),
@@ -350,13 +375,18 @@ impl Writer {
                 lost.0[cause as usize].to_string(),
             ));
         }
-        let path = open.segment.finish(meta)?;
+        if let Some((lo, hi)) = times {
+            meta.push((keys::TIME_MIN.to_string(), rfc3339(lo)));
+            meta.push((keys::TIME_MAX.to_string(), rfc3339(hi)));
+        }
+        let finished = open.segment.finish(meta)?;
+        self.seq += 1;
+        self.prev_sha256 = finished.sealed.file_sha256;
+        let path = finished.path;
         self.current_tmp = None;
         self.at_risk_rows = 0;
         self.dropped_unreported = 0;
-        self.summary.bytes += std::fs::metadata(&path)
-            .with_context(|| format!("reading size of {}", path.display()))?
-            .len();
+        self.summary.bytes += finished.sealed.file_bytes;
         self.summary.rows += rows;
         self.summary.segments += 1;
         let progress = &self.cfg.progress;
@@ -504,7 +534,7 @@ mod tests {
     use fantrace_schema::record::CallRecord;
 
     fn batch(times: &[u64]) -> RecordBatch {
-        let mut b = EventBuilder::with_capacity(times.len(), 0);
+        let mut b = EventBuilder::with_capacity(times.len(), 0, Default::default());
         for &t in times {
             // SAFETY: CallRecord is plain integers; all-zero is a valid value.
             let mut ev: CallRecord = unsafe { std::mem::zeroed() };
@@ -516,6 +546,7 @@ mod tests {
     }
 
     fn open(dir: &Path) -> Open {
+        crate::segment::create_in_progress_dir(dir).unwrap();
         Open {
             segment: Segment::create(dir, "t.parquet", events_schema()).unwrap(),
             held: Vec::new(),
@@ -531,7 +562,7 @@ mod tests {
 
     /// The times in the finished file, in file order.
     fn written(open: Open) -> Vec<i64> {
-        let path = open.segment.finish(Vec::new()).unwrap();
+        let path = open.segment.finish(Vec::new()).unwrap().path;
         let file = std::fs::File::open(path).unwrap();
         let reader =
             parquet::arrow::arrow_reader::ParquetRecordBatchReader::try_new(file, 1024).unwrap();

@@ -36,6 +36,12 @@ pub fn abi_type() -> DataType {
     syscall_type()
 }
 
+/// `host` and `boot_id` repeat one value per recording: a dictionary costs next to nothing in
+/// Parquet, and a merged capture of many hosts keeps one small dictionary per column chunk.
+pub fn origin_type() -> DataType {
+    DataType::Dictionary(Box::new(DataType::Int32), Box::new(DataType::Utf8))
+}
+
 /// The `abi` dictionary, indexed by `CallRecord::abi`.
 const ABI_NAMES: [&str; 2] = [Abi::X86_64.name(), Abi::Ia32.name()];
 
@@ -76,6 +82,8 @@ columns! {
     "pathname_status": DataType::Utf8, false, "ok, null (NULL pointer), fault (unreadable pointer) or truncated (longer than 4095 bytes; the prefix is kept).";
     "ret": DataType::Int64, false, "Return value: 0 or -errno.";
     "abi": abi_type(), true, "The syscall ABI the call came in through: x86_64 (native) or ia32 (a 32-bit call, int $0x80, also from a 64-bit process). NULL in segments before schema version 4, whose recorder saw only native calls.";
+    "host": origin_type(), false, "Host name of the machine that recorded the call (segments before schema version 4: taken from their metadata when read).";
+    "boot_id": origin_type(), false, "Boot id of that machine (/proc/sys/kernel/random/boot_id): pids and times are meaningful per host and boot.";
 }
 
 /// A column of the `events` view that the analyzer computes from stored columns when a query
@@ -138,7 +146,7 @@ impl Column {
     pub fn stored_type(&self, version: u32) -> Option<DataType> {
         match (self.name, version) {
             ("syscall", ..3) => Some(DataType::Utf8),
-            ("abi", ..4) => None,
+            ("abi" | "host" | "boot_id", ..4) => None,
             _ => Some((self.data_type)()),
         }
     }
@@ -155,6 +163,20 @@ pub fn events_schema() -> SchemaRef {
         metadata::CURRENT_SCHEMA_VERSION.to_string(),
     )];
     Arc::new(Schema::new(fields).with_metadata(meta.into_iter().collect()))
+}
+
+/// Where the calls of a builder come from: every row gets these.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Origin {
+    pub host: String,
+    pub boot_id: String,
+}
+
+/// A column holding one value in every row, as the dictionary [`origin_type`] describes.
+pub fn constant_origin_column(value: &str, rows: usize) -> Result<ArrayRef, ArrowError> {
+    let keys = arrow::array::Int32Array::from(vec![0; rows]);
+    let values = StringArray::from(vec![value]);
+    Ok(Arc::new(DictionaryArray::try_new(keys, Arc::new(values))?))
 }
 
 /// Accumulates probe records as Arrow columns.
@@ -184,12 +206,14 @@ pub struct EventBuilder {
     syscall: Vec<u8>,
     /// Keys into [`ABI_NAMES`]; `None` for a value the probe should never send.
     abi: Vec<Option<u8>>,
+    origin: Origin,
     schema: SchemaRef,
 }
 
 impl EventBuilder {
-    /// A builder with room for `rows` rows and `path_bytes` pathname bytes before it grows.
-    pub fn with_capacity(rows: usize, path_bytes: usize) -> Self {
+    /// A builder with room for `rows` rows and `path_bytes` pathname bytes before it grows,
+    /// for calls recorded on `origin`.
+    pub fn with_capacity(rows: usize, path_bytes: usize, origin: Origin) -> Self {
         Self {
             time: TimestampNanosecondBuilder::with_capacity(rows).with_timezone("UTC"),
             duration_ns: Int64Builder::with_capacity(rows),
@@ -214,6 +238,7 @@ impl EventBuilder {
             ret: Int64Builder::with_capacity(rows),
             syscall: Vec::with_capacity(rows),
             abi: Vec::with_capacity(rows),
+            origin,
             schema: events_schema(),
         }
     }
@@ -289,6 +314,7 @@ impl EventBuilder {
 
     /// The rows appended so far, as one batch; the builder is left empty.
     pub fn finish(&mut self) -> Result<RecordBatch, ArrowError> {
+        let rows = self.len();
         const _: () = assert!(SYSCALL_INIT == 1 && crate::record::SYSCALL_MARK == 0);
         let keys = UInt8Array::from(std::mem::take(&mut self.syscall));
         let syscall =
@@ -321,6 +347,8 @@ impl EventBuilder {
             Arc::new(self.pathname_status.finish()),
             Arc::new(self.ret.finish()),
             Arc::new(abi),
+            constant_origin_column(&self.origin.host, rows)?,
+            constant_origin_column(&self.origin.boot_id, rows)?,
         ];
         RecordBatch::try_new(self.schema.clone(), columns)
     }
@@ -396,14 +424,14 @@ mod tests {
     fn schema_matches_column_table() {
         let schema = events_schema();
         assert_eq!(schema.fields().len(), COLUMNS.len());
-        let mut b = EventBuilder::with_capacity(1, 0);
+        let mut b = EventBuilder::with_capacity(1, 0, Origin::default());
         b.append(&event(0, PathStatus::Null), b"", 0, &ProcessInfo::default());
         assert_eq!(b.finish().unwrap().num_columns(), COLUMNS.len());
     }
 
     #[test]
     fn path_text_raw_and_null_are_distinct() {
-        let mut b = EventBuilder::with_capacity(3, 16);
+        let mut b = EventBuilder::with_capacity(3, 16, Origin::default());
         for (path, status) in [
             (&b"/etc"[..], PathStatus::Ok),
             (&b"/tmp/\xff"[..], PathStatus::Ok),

@@ -37,20 +37,27 @@ pub fn mask_names(mask: u64) -> String {
     if out.is_empty() { "0".into() } else { out }
 }
 
+/// The names of the action bits (add 1, remove 2, flush 0x80) as [`mark_action_index`]
+/// numbers them; invalid combinations stay visible.
+pub const MARK_ACTION_NAMES: [&str; 8] = [
+    "none",
+    "add",
+    "remove",
+    "add|remove",
+    "flush",
+    "add|flush",
+    "remove|flush",
+    "add|remove|flush",
+];
+
+/// Add (1), remove (2) and flush (4) bits of `flags`, packed into an index.
+pub fn mark_action_index(flags: u64) -> u64 {
+    (flags & 0x1) | (flags & 0x2) | ((flags & 0x80) >> 5)
+}
+
 /// add / remove / flush from the action bits; invalid combinations stay visible.
 pub fn mark_action(flags: u64) -> &'static str {
-    const NAMES: [&str; 8] = [
-        "none",
-        "add",
-        "remove",
-        "add|remove",
-        "flush",
-        "add|flush",
-        "remove|flush",
-        "add|remove|flush",
-    ];
-    let index = (flags & 0x1) | (flags & 0x2) | ((flags & 0x80) >> 5);
-    NAMES[index as usize]
+    MARK_ACTION_NAMES[mark_action_index(flags) as usize]
 }
 
 /// Each decoded bit of `value` by `table`'s names, unknown bits as one hex value.

@@ -14,6 +14,8 @@ pub mod arrow;
 #[cfg(feature = "user")]
 pub mod decode;
 #[cfg(feature = "user")]
+pub mod integrity;
+#[cfg(feature = "user")]
 pub mod layout;
 #[cfg(feature = "user")]
 pub mod metadata;

@@ -5,7 +5,8 @@
 /// (mark_action, mark_type, flag_names, mask_names); version 1 files still open, their copies
 /// are ignored in favour of the same values decoded from flags and mask. Version 3 stores
 /// `syscall` as a dictionary (see `arrow::Column::stored_type`). Version 4 adds `abi` (the
-/// recorder sees ia32 calls too) and the attach-mode keys.
+/// recorder sees ia32 calls too), `host` and `boot_id` as columns, the attach-mode keys and
+/// the integrity keys below.
 pub const CURRENT_SCHEMA_VERSION: u32 = 4;
 
 pub const SCHEMA_VERSION: &str = "fantrace.schema_version";
@@ -35,3 +36,29 @@ pub const ATTACH_POINTS: &str = "fantrace.attach_points";
 /// Whether 32-bit (ia32) calls are recorded: `yes`, or `no: <why>`.
 pub const IA32_COVERED: &str = "fantrace.ia32_covered";
 pub const STOP_REASON: &str = "fantrace.stop_reason";
+/// Random id of one recorder run, or of one export: its segments form one chain.
+pub const RECORDING_ID: &str = "fantrace.recording_id";
+/// The segment's place in its recording, from 0.
+pub const SEGMENT_SEQ: &str = "fantrace.segment_seq";
+/// SHA-256 (hex) of the whole file of the previous segment of the recording; empty for the
+/// first. See `integrity`.
+pub const PREV_SEGMENT_SHA256: &str = "fantrace.prev_segment_sha256";
+/// Bytes before the Parquet footer (the row groups), and their SHA-256.
+pub const DATA_BYTES: &str = "fantrace.data_bytes";
+pub const DATA_SHA256: &str = "fantrace.data_sha256";
+/// SHA-256 over every other `fantrace.*` key and the row counts (`integrity::metadata_digest`).
+pub const METADATA_SHA256: &str = "fantrace.metadata_sha256";
+/// ed25519 signature (hex) of the metadata digest, and the public key (hex) that made it.
+pub const SIGNATURE: &str = "fantrace.signature";
+pub const SIGNING_KEY: &str = "fantrace.signing_key";
+/// Earliest and latest `time` of the segment's rows (RFC 3339, ns); absent when it has none.
+pub const TIME_MIN: &str = "fantrace.time_min";
+pub const TIME_MAX: &str = "fantrace.time_max";
+/// Where an exported segment's rows came from (JSON: the export command line, its window and
+/// filters, and for every source segment its host, boot id, file name and SHA-256).
+pub const PROVENANCE: &str = "fantrace.provenance";
+/// Fields an export pseudonymized (comma-separated) and the fingerprint of the key.
+pub const PSEUDONYMIZED: &str = "fantrace.pseudonymized";
+pub const PSEUDONYM_KEY: &str = "fantrace.pseudonym_key";
+/// Fields an export removed (comma-separated).
+pub const REDACTED: &str = "fantrace.redacted";

@@ -63,10 +63,32 @@ pub struct Recorder {
 impl Recorder {
     /// Starts `fantrace-recorder --output dir extra...` and waits until it is attached.
     pub fn start(dir: &Path, extra: &[&str]) -> Recorder {
-        let mut child = Command::new(bin("fantrace-recorder"))
-            .arg("--output")
-            .arg(dir)
-            .args(extra)
+        let mut cmd = Command::new(bin("fantrace-recorder"));
+        cmd.arg("--output").arg(dir).args(extra);
+        Recorder::spawn(cmd, dir)
+    }
+
+    /// Like [`start`](Self::start), on a machine called `host`: the recorder runs in a UTS
+    /// namespace of its own whose host name is `host`, which is what it records.
+    pub fn start_as_host(dir: &Path, host: &str, extra: &[&str]) -> Recorder {
+        let mut cmd = Command::new("unshare");
+        cmd.args([
+            "--uts",
+            "--",
+            "sh",
+            "-c",
+            "hostname \"$0\" && exec \"$@\"",
+            host,
+        ])
+        .arg(bin("fantrace-recorder"))
+        .arg("--output")
+        .arg(dir)
+        .args(extra);
+        Recorder::spawn(cmd, dir)
+    }
+
+    fn spawn(mut cmd: Command, dir: &Path) -> Recorder {
+        let mut child = cmd
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .spawn()

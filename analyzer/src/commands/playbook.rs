@@ -1,7 +1,7 @@
 //! `playbook`: named forensic queries shipped with the tool. Each is a `.sql` file under
 //! `src/playbook/`, whose leading `--` lines are its documentation.
 use crate::capture::{self, CaptureArgs};
-use crate::format::{self, Format};
+use crate::format::Format;
 use crate::session::{self, SessionOptions};
 
 /// (name, SQL with its doc comment).
@@ -45,6 +45,8 @@ pub struct PlaybookArgs {
     /// In table output, cut text cells to this many characters (0: never).
     #[arg(long, default_value_t = 64)]
     pub max_width: usize,
+    #[command(flatten)]
+    pub output: crate::output::OutputArgs,
 }
 
 fn doc(sql: &str) -> String {
@@ -78,9 +80,15 @@ pub async fn run(args: PlaybookArgs, opts: SessionOptions) -> anyhow::Result<()>
     })?;
     capture::warn_about_gaps(&loaded.segments);
     let ctx = session::open(&loaded.segments, &opts).await?;
-    let batches = session::run_sql(&ctx, sql).await?;
-    let stdout = std::io::stdout();
-    format::write(args.format, &batches, args.max_width, &mut stdout.lock())
+    super::query::deliver(
+        &ctx,
+        sql,
+        args.format,
+        args.max_width,
+        &args.output,
+        &loaded.segments,
+    )
+    .await
 }
 
 #[cfg(test)]

@@ -3,10 +3,13 @@ use std::io::{IsTerminal as _, Read as _, Write as _};
 use std::path::PathBuf;
 
 use anyhow::{Context as _, bail};
+use datafusion::prelude::SessionContext;
 
-use crate::capture::{self, CaptureArgs};
+use crate::capture::{self, CaptureArgs, Segment};
 use crate::format::{self, Format};
+use crate::output::{OutputArgs, PendingFile};
 use crate::session::{self, SessionOptions};
+use crate::write_capture::{CaptureWriter, Target, WriteOptions, as_stored, prefix_for};
 
 #[derive(clap::Args, Debug)]
 pub struct QueryArgs {
@@ -15,9 +18,8 @@ pub struct QueryArgs {
     /// Output format; `parquet` needs `--output`.
     #[arg(long, value_enum, default_value_t = Format::Table)]
     pub format: Format,
-    /// Write the result to this file instead of standard output.
-    #[arg(long, short)]
-    pub output: Option<PathBuf>,
+    #[command(flatten)]
+    pub output: OutputArgs,
     /// In table output, cut text cells to this many characters (0: never).
     #[arg(long, default_value_t = 64)]
     pub max_width: usize,
@@ -28,8 +30,9 @@ pub struct QueryArgs {
     /// query took (process start-up excluded), like DuckDB's `.timer on`.
     #[arg(long)]
     pub timing: bool,
-    /// The SQL statement; tables: events, stats. Without it (and without -f), the SQL is read
-    /// from standard input.
+    /// The SQL statement. Tables: events (one row per fanotify_mark call), inits (one per
+    /// fanotify_init call), calls (both, as stored), stats (one row per segment). Without it
+    /// (and without -f), the SQL is read from standard input.
     pub sql: Option<String>,
 }
 
@@ -63,24 +66,109 @@ pub async fn run(args: QueryArgs, opts: SessionOptions) -> anyhow::Result<()> {
     let loaded = capture::load(&args.capture)?;
     capture::warn_about_gaps(&loaded.segments);
     let ctx = session::open(&loaded.segments, &opts).await?;
-    let batches = session::run_sql(&ctx, &sql).await?;
-    match (&args.output, args.format) {
-        (None, Format::Parquet) => bail!("--format parquet writes a file: add --output FILE"),
-        (Some(path), fmt) => {
-            let file = std::fs::File::create(path)
-                .with_context(|| format!("creating output file {}", path.display()))?;
-            format::write_to_file(fmt, &batches, args.max_width, file)
-                .with_context(|| format!("writing {}", path.display()))?;
-        }
-        (None, fmt) => {
-            let stdout = std::io::stdout();
-            let mut out = stdout.lock();
-            format::write(fmt, &batches, args.max_width, &mut out)?;
-            out.flush()?;
-        }
-    }
+    deliver(
+        &ctx,
+        &sql,
+        args.format,
+        args.max_width,
+        &args.output,
+        &loaded.segments,
+    )
+    .await?;
     if args.timing {
         eprintln!("Run Time: {:.6} s", started.elapsed().as_secs_f64());
     }
+    Ok(())
+}
+
+/// Runs `sql` and puts its result where the user asked: standard output, or a file written as
+/// `output` says (mode 0600, never over an existing file without --force, whole or not at all).
+/// A Parquet result whose rows are calls (every stored column of `events` or `calls`) becomes
+/// a capture, sealed and with its provenance, that fantrace opens like a recorded one.
+pub async fn deliver(
+    ctx: &SessionContext,
+    sql: &str,
+    format: Format,
+    max_width: usize,
+    output: &OutputArgs,
+    sources: &[Segment],
+) -> anyhow::Result<()> {
+    let (schema, batches) = session::run_sql_with_schema(ctx, sql).await?;
+    let Some(path) = &output.output else {
+        if let Format::Parquet = format {
+            bail!("--format parquet writes a file: add --output FILE");
+        }
+        let stdout = std::io::stdout();
+        let mut out = stdout.lock();
+        format::write(format, &batches, max_width, &mut out)?;
+        out.flush()?;
+        return Ok(());
+    };
+    let pending = PendingFile::create(path, output.force)?;
+    if let Format::Parquet = format {
+        let has_syscall = schema.field_with_name("syscall").is_ok();
+        let empty = arrow::array::RecordBatch::new_empty(schema.clone());
+        let rows_are_calls = as_stored(batches.first().unwrap_or(&empty), !has_syscall)?.is_some();
+        if rows_are_calls {
+            return write_as_capture(sql, &batches, !has_syscall, pending, path, sources);
+        }
+        eprintln!(
+            "fantrace-analyzer: note: the result has not every stored column of events, so {} \
+             is plain Parquet, not a capture; to share calls, select them with \
+             `fantrace-analyzer export --where ...`",
+            path.display()
+        );
+        format::write_parquet(schema, &batches, pending.file()?)
+            .with_context(|| format!("writing {}", path.display()))?;
+    } else {
+        let mut out = std::io::BufWriter::new(pending.file()?);
+        format::write(format, &batches, max_width, &mut out)
+            .and_then(|()| out.flush().map_err(Into::into))
+            .with_context(|| format!("writing {}", path.display()))?;
+    }
+    pending.commit()?;
+    Ok(())
+}
+
+fn write_as_capture(
+    sql: &str,
+    batches: &[arrow::array::RecordBatch],
+    events_only: bool,
+    pending: PendingFile,
+    path: &std::path::Path,
+    sources: &[Segment],
+) -> anyhow::Result<()> {
+    let sources: Vec<&Segment> = sources.iter().collect();
+    let command_line: String = std::env::args().collect::<Vec<_>>().join(" ");
+    let metadata = super::export::provenance_metadata(
+        &sources,
+        None,
+        &[],
+        &[],
+        command_line,
+        serde_json::json!({ "query": sql }),
+    )?;
+    let mut writer = CaptureWriter::new(
+        Target::File(pending),
+        WriteOptions {
+            max_rows: None,
+            metadata,
+            first_only: super::export::loss_metadata(&sources),
+            since: None,
+            until: None,
+            signer: None,
+            prefix: prefix_for(path),
+        },
+    )?;
+    for b in batches {
+        let stored = as_stored(b, events_only)?.context("a result batch lost a stored column")?;
+        writer.write(&stored)?;
+    }
+    let written = writer.finish()?;
+    eprintln!(
+        "fantrace-analyzer: wrote {} call(s) as a capture: {}",
+        written.rows,
+        written.path.display()
+    );
     Ok(())
 }

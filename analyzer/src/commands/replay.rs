@@ -8,68 +8,43 @@ use arrow::datatypes::{DataType, Int32Type, Int64Type, UInt32Type, UInt64Type};
 use fantrace_schema::decode::{CallView, strace_line};
 
 use crate::capture::{self, CaptureArgs};
+use crate::selection::Selection;
 use crate::session::{self, SessionOptions};
 
 #[derive(clap::Args, Debug)]
 pub struct ReplayArgs {
     #[command(flatten)]
     pub capture: CaptureArgs,
-    /// Only this process id (repeatable).
-    #[arg(long)]
-    pub pid: Vec<u32>,
-    /// Only this command name (repeatable).
-    #[arg(long)]
-    pub comm: Vec<String>,
-    /// Only calls at or after this time (RFC 3339, e.g. 2026-11-25T09:00:00Z).
-    #[arg(long)]
-    pub since: Option<String>,
-    /// Only calls before this time (RFC 3339).
-    #[arg(long)]
-    pub until: Option<String>,
-    /// Only rows matching this SQL condition over the events columns.
-    #[arg(long = "where")]
-    pub condition: Option<String>,
-    /// Pace the output as recorded, this many times faster (0: as fast as possible).
-    #[arg(long, default_value_t = 0.0)]
+    #[command(flatten)]
+    pub selection: Selection,
+    /// Pace the output as recorded, this many times faster (0: as fast as possible; at least
+    /// 0.001, a thousand times slower than recorded).
+    #[arg(long, default_value_t = 0.0, value_parser = parse_speed)]
     pub speed: f64,
 }
 
-fn sql_string(s: &str) -> String {
-    format!("'{}'", s.replace('\'', "''"))
+fn parse_speed(s: &str) -> Result<f64, String> {
+    let v: f64 = s
+        .parse()
+        .map_err(|e| format!("{s:?} is not a number: {e}"))?;
+    if v == 0.0 || (v.is_finite() && (0.001..=1e9).contains(&v)) {
+        Ok(v)
+    } else {
+        Err(format!(
+            "{s:?}: the speed is 0 (no pacing) or between 0.001 and 1e9 times the recorded pace"
+        ))
+    }
 }
 
-/// The selecting statement: every filter becomes a WHERE clause for DataFusion to push down.
-pub fn replay_sql(args: &ReplayArgs) -> String {
-    let mut conds = Vec::new();
-    if !args.pid.is_empty() {
-        let pids: Vec<String> = args.pid.iter().map(u32::to_string).collect();
-        conds.push(format!("pid IN ({})", pids.join(", ")));
-    }
-    if !args.comm.is_empty() {
-        let comms: Vec<String> = args.comm.iter().map(|c| sql_string(c)).collect();
-        conds.push(format!("comm IN ({})", comms.join(", ")));
-    }
-    if let Some(t) = &args.since {
-        conds.push(format!("time >= to_timestamp_nanos({})", sql_string(t)));
-    }
-    if let Some(t) = &args.until {
-        conds.push(format!("time < to_timestamp_nanos({})", sql_string(t)));
-    }
-    if let Some(c) = &args.condition {
-        conds.push(format!("({c})"));
-    }
-    let filter = if conds.is_empty() {
-        String::new()
-    } else {
-        format!(" WHERE {}", conds.join(" AND "))
-    };
+/// The selecting statement: every filter is in the WHERE clause for DataFusion to push down.
+fn replay_sql(clause: &str) -> String {
     format!(
         "SELECT arrow_cast(syscall, 'Utf8') AS syscall, arrow_cast(time, 'Int64') AS t, \
          arrow_cast(comm, 'Utf8') AS comm, pid, tid, uid, \
          fanotify_fd, flags, mask, dirfd, arrow_cast(pathname, 'Utf8') AS pathname, arrow_cast(pathname_raw, 'Binary') AS pathname_raw, \
          arrow_cast(pathname_status, 'Utf8') AS pathname_status, ret, \
          arrow_cast(abi, 'Utf8') AS abi \
-         FROM calls{filter} ORDER BY time, tid"
+         FROM calls{clause} ORDER BY time, tid"
     )
 }
 
@@ -77,7 +52,8 @@ pub async fn run(args: ReplayArgs, opts: SessionOptions) -> anyhow::Result<()> {
     let loaded = capture::load(&args.capture)?;
     capture::warn_about_gaps(&loaded.segments);
     let ctx = session::open(&loaded.segments, &opts).await?;
-    let batches = session::run_sql(&ctx, &replay_sql(&args)).await?;
+    let selection = args.selection.resolve(&ctx).await?;
+    let batches = session::run_sql(&ctx, &replay_sql(&selection.clause)).await?;
     let mut previous: Option<i64> = None;
     for batch in &batches {
         for line in render(batch)? {

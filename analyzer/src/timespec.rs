@@ -1,0 +1,86 @@
+//! `--since` / `--until` values: an absolute time (RFC 3339, or a date) or a span back from
+//! now (`90s`, `15m`, `1h`, `2d`, `1w`), as people type them into a shell.
+use chrono::{DateTime, NaiveDate, Utc};
+
+/// A point in time, in nanoseconds since the Unix epoch.
+pub fn parse(text: &str, now: DateTime<Utc>) -> Result<i64, String> {
+    let t = text.trim();
+    if let Some(ago) = relative(t) {
+        let ns = ago?;
+        return now
+            .timestamp_nanos_opt()
+            .and_then(|n| n.checked_sub(ns))
+            .ok_or_else(|| format!("{text:?} reaches before 1677 or after 2262"));
+    }
+    if let Ok(dt) = DateTime::parse_from_rfc3339(t) {
+        return dt
+            .timestamp_nanos_opt()
+            .ok_or_else(|| format!("{text:?} is outside 1677..2262"));
+    }
+    if let Ok(day) = NaiveDate::parse_from_str(t, "%Y-%m-%d") {
+        return day
+            .and_hms_opt(0, 0, 0)
+            .and_then(|d| d.and_utc().timestamp_nanos_opt())
+            .ok_or_else(|| format!("{text:?} is outside 1677..2262"));
+    }
+    Err(format!(
+        "{text:?} is not a time: give RFC 3339 (2026-11-25T09:00:00Z), a date (2026-11-25) or \
+         a span back from now (90s, 15m, 1h, 2d, 1w)"
+    ))
+}
+
+/// `Some` when `t` looks like a span (digits then one unit letter).
+fn relative(t: &str) -> Option<Result<i64, String>> {
+    let unit = t.chars().last()?;
+    let digits = &t[..t.len() - unit.len_utf8()];
+    if digits.is_empty() || !digits.chars().all(|c| c.is_ascii_digit()) {
+        return None;
+    }
+    let seconds: i64 = match unit {
+        's' => 1,
+        'm' => 60,
+        'h' => 3_600,
+        'd' => 86_400,
+        'w' => 604_800,
+        _ => return None,
+    };
+    Some(
+        digits
+            .parse::<i64>()
+            .ok()
+            .and_then(|n| n.checked_mul(seconds))
+            .and_then(|s| s.checked_mul(1_000_000_000))
+            .ok_or_else(|| format!("{t:?} is too long a span")),
+    )
+}
+
+/// The `time` literal DataFusion compares with, for `ns`.
+pub fn sql_literal(ns: i64) -> String {
+    format!("arrow_cast({ns}, 'Timestamp(Nanosecond, Some(\"UTC\"))')")
+}
+
+/// RFC 3339 with nanoseconds, as segment metadata spells times.
+pub fn rfc3339(ns: i64) -> String {
+    DateTime::from_timestamp_nanos(ns).to_rfc3339_opts(chrono::SecondsFormat::Nanos, true)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn absolute_relative_and_wrong() {
+        let now = DateTime::parse_from_rfc3339("2026-11-26T12:00:00Z")
+            .unwrap()
+            .with_timezone(&Utc);
+        let at = |s: &str| parse(s, now);
+        assert_eq!(at("1h"), at("2026-11-26T11:00:00Z"));
+        assert_eq!(at("2d"), at("2026-11-24T12:00:00+00:00"));
+        assert_eq!(at("2026-11-26"), at("2026-11-26T00:00:00Z"));
+        assert_eq!(at("90s").unwrap(), at("2026-11-26T11:58:30Z").unwrap());
+        for bad in ["1x", "h", "yesterday", "1e-300", "99999999999999999999d"] {
+            let err = at(bad).unwrap_err();
+            assert!(err.contains(bad), "{err}");
+        }
+    }
+}
