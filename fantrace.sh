@@ -156,6 +156,8 @@ run_tests() {
   cargo fmt --all -- --check
   say "cargo clippy -D warnings"
   cargo clippy --workspace --all-targets -- -D warnings
+  say "building the optimized recorder and analyzer (memory, stack depth and keeping up with a storm are judged on them)"
+  cargo build --release -p fantrace-recorder -p fantrace-analyzer
   say "running the test suite (end-to-end tests load the real probe)"
   cargo test --workspace --no-fail-fast -- --test-threads=2
 }

@@ -1,7 +1,6 @@
 //! Find the segments of the captures given on the command line, check that each is a readable
 //! fantrace segment of a schema version we know, and collect their metadata.
 use std::collections::HashMap;
-use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::SystemTime;
@@ -41,6 +40,39 @@ pub enum CaptureError {
         known: u32,
     },
     #[error(
+        "{path}: not a regular file ({kind}); capture segments are regular files: remove it or \
+         move it out of the capture"
+    )]
+    NotRegular { path: PathBuf, kind: &'static str },
+    #[error(
+        "{path}: its metadata or row counts do not match its seal (fantrace.metadata_sha256): \
+         edited or damaged after it was written; `fantrace-analyzer verify` tells more, \
+         --skip-bad reads the other segments"
+    )]
+    SealBroken { path: PathBuf },
+    #[error(
+        "{path}: its data does not match its seal (fantrace.data_sha256): changed or damaged \
+         after it was written; --skip-bad reads the other segments"
+    )]
+    DataChanged { path: PathBuf },
+    #[error(
+        "{path}: not sealed (written before fantrace sealed segments), so --verify-data cannot \
+         check it; leave out --verify-data, or the segment with --skip-bad"
+    )]
+    Unsealed { path: PathBuf },
+    #[error(
+        "{path}: a row group of {rows} row(s) decodes to {bytes} bytes, more than a quarter of \
+         --memory-limit {limit} allows; raise --memory-limit to at least {needed} if the file \
+         is trusted, or leave it out with --skip-bad"
+    )]
+    TooLarge {
+        path: PathBuf,
+        rows: i64,
+        bytes: u64,
+        limit: u64,
+        needed: u64,
+    },
+    #[error(
         "{path}: column {column} is missing or has the wrong type; the file is not a fantrace {version} segment"
     )]
     WrongColumns {
@@ -58,6 +90,16 @@ pub struct Segment {
     pub metadata: HashMap<String, String>,
     /// `None` once the capture's footers passed [`FOOTERS_KEPT_BYTES`].
     pub footer: Option<Footer>,
+    /// What its largest row group decodes to, by its footer: the memory one scan of it takes.
+    pub largest_row_group: RowGroupSize,
+    /// Whether its metadata and row counts match its seal; `None` for an unsealed segment.
+    pub seal_intact: Option<bool>,
+}
+
+#[derive(Debug, Clone, Copy, Default)]
+pub struct RowGroupSize {
+    pub rows: i64,
+    pub bytes: u64,
 }
 
 /// A segment's decoded footer, handed to the query engine so that it does not read and decode
@@ -87,6 +129,47 @@ impl Segment {
 /// DataFusion's own metadata cache (50 MiB by default), which evicts what does not fit.
 pub const FOOTERS_KEPT_BYTES: usize = 32 * 1024 * 1024;
 
+/// What a command that queries captures checks beyond "a readable fantrace segment".
+#[derive(Debug, Clone, Copy)]
+pub struct Checks {
+    /// Refuse segments whose metadata does not match their seal.
+    pub seal: bool,
+    /// The query memory limit: a segment whose row group decodes to more than a quarter of it
+    /// is refused (decoded batches are not counted by the engine's memory pool, and two
+    /// partitions decode at once).
+    pub memory_limit: Option<u64>,
+}
+
+impl Checks {
+    pub fn for_queries(memory_limit: usize) -> Checks {
+        Checks {
+            seal: true,
+            memory_limit: Some(memory_limit as u64),
+        }
+    }
+
+    fn check(&self, segment: &Segment) -> Result<(), CaptureError> {
+        if self.seal && segment.seal_intact == Some(false) {
+            return Err(CaptureError::SealBroken {
+                path: segment.path.clone(),
+            });
+        }
+        if let Some(limit) = self.memory_limit {
+            let RowGroupSize { rows, bytes } = segment.largest_row_group;
+            if bytes.saturating_mul(4) > limit {
+                return Err(CaptureError::TooLarge {
+                    path: segment.path.clone(),
+                    rows,
+                    bytes,
+                    limit,
+                    needed: bytes.saturating_mul(4),
+                });
+            }
+        }
+        Ok(())
+    }
+}
+
 /// Which captures a command reads.
 #[derive(clap::Args, Debug, Clone)]
 pub struct CaptureArgs {
@@ -98,6 +181,10 @@ pub struct CaptureArgs {
     /// first unreadable one.
     #[arg(long)]
     pub skip_bad: bool,
+    /// Before answering, check every segment's data against its seal (reads each file once
+    /// more): what to use when a capture is evidence. Unsealed segments are refused.
+    #[arg(long)]
+    pub verify_data: bool,
 }
 
 /// The readable segments, and (with `--skip-bad`) why the others were left out.
@@ -110,8 +197,8 @@ pub struct Loaded {
 /// was given (a second copy of it, or the same file by another path, is left out with a
 /// warning). Without `skip_bad` the first unreadable input is the error; with it, unreadable
 /// inputs are collected in `bad`.
-pub fn load(args: &CaptureArgs) -> anyhow::Result<Loaded> {
-    let mut loaded = load_all(args)?;
+pub fn load(args: &CaptureArgs, checks: Checks) -> anyhow::Result<Loaded> {
+    let mut loaded = load_all(args, checks)?;
     loaded.segments = dedupe(loaded.segments, |dup, kept| {
         eprintln!(
             "fantrace-analyzer: warning: {} is the same segment as {}; reading it once",
@@ -156,7 +243,7 @@ pub fn dedupe(segments: Vec<Segment>, mut dropped: impl FnMut(&Segment, &Segment
 }
 
 /// Like [`load`], but keeps every copy: `verify` must see them.
-pub fn load_all(args: &CaptureArgs) -> anyhow::Result<Loaded> {
+pub fn load_all(args: &CaptureArgs, checks: Checks) -> anyhow::Result<Loaded> {
     let mut segments = Vec::new();
     let mut bad = Vec::new();
     let mut keep_or_fail = |err: CaptureError| -> anyhow::Result<()> {
@@ -172,7 +259,15 @@ pub fn load_all(args: &CaptureArgs) -> anyhow::Result<Loaded> {
         match segment_paths(std::slice::from_ref(&input)) {
             Ok(paths) => {
                 for path in paths {
-                    match open_segment(&path) {
+                    let checked = open_segment(&path)
+                        .and_then(|seg| checks.check(&seg).map(|()| seg))
+                        .and_then(|seg| {
+                            if args.verify_data {
+                                verify_data(&seg)?;
+                            }
+                            Ok(seg)
+                        });
+                    match checked {
                         Ok(mut seg) => {
                             footer_bytes +=
                                 seg.footer.as_ref().map_or(0, |f| f.metadata.memory_size());
@@ -269,6 +364,21 @@ fn expand_globs(inputs: &[PathBuf]) -> Result<Vec<PathBuf>, CaptureError> {
     Ok(out)
 }
 
+/// Checks a segment's data region against its sealed digest.
+fn verify_data(segment: &Segment) -> Result<(), CaptureError> {
+    let path = || segment.path.clone();
+    let (Some(bytes), Some(sealed)) = (
+        segment.meta_u64(keys::DATA_BYTES),
+        segment.meta(keys::DATA_SHA256),
+    ) else {
+        return Err(CaptureError::Unsealed { path: path() });
+    };
+    match digests(&segment.path, Some(bytes))? {
+        (_, Some(data)) if data == sealed => Ok(()),
+        _ => Err(CaptureError::DataChanged { path: path() }),
+    }
+}
+
 /// Expands each input (a segment file or a capture directory) into its segment files, sorted
 /// by name. Temporary files of a segment still being written (`.name.tmp`) are never taken.
 pub fn segment_paths(inputs: &[PathBuf]) -> Result<Vec<PathBuf>, CaptureError> {
@@ -311,20 +421,48 @@ pub fn segment_paths(inputs: &[PathBuf]) -> Result<Vec<PathBuf>, CaptureError> {
 
 /// Opens `path`'s footer and checks it is a fantrace segment this analyzer can read.
 pub fn open_segment(path: &Path) -> Result<Segment, CaptureError> {
-    let file = File::open(path).map_err(|cause| CaptureError::Io {
-        path: path.to_path_buf(),
-        cause,
-    })?;
+    use std::os::unix::fs::{FileTypeExt as _, OpenOptionsExt as _};
+    // Non-blocking, so that a FIFO named like a segment cannot hang the open (no effect on
+    // regular files).
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open(path)
+        .map_err(|cause| CaptureError::Io {
+            path: path.to_path_buf(),
+            cause,
+        })?;
     let stat = file.metadata().map_err(|cause| CaptureError::Io {
         path: path.to_path_buf(),
         cause,
     })?;
+    let kind = stat.file_type();
+    if !kind.is_file() {
+        let kind = match () {
+            _ if kind.is_fifo() => "a FIFO",
+            _ if kind.is_socket() => "a socket",
+            _ if kind.is_char_device() => "a character device",
+            _ if kind.is_block_device() => "a block device",
+            _ if kind.is_dir() => "a directory",
+            _ => "not a file",
+        };
+        return Err(CaptureError::NotRegular {
+            path: path.to_path_buf(),
+            kind,
+        });
+    }
     let modified = stat.modified().map_err(|cause| CaptureError::Io {
         path: path.to_path_buf(),
         cause,
     })?;
-    let builder =
-        ParquetRecordBatchReaderBuilder::try_new(file).map_err(|e| CaptureError::NotParquet {
+    // The footer and its embedded Arrow schema are foreign input: a decoder that panics on
+    // them (arrow-ipc does on some corrupt schemas) makes this file bad, not the analyzer.
+    let builder = crate::foreign::decode(|| ParquetRecordBatchReaderBuilder::try_new(file))
+        .map_err(|panic| CaptureError::NotParquet {
+            path: path.to_path_buf(),
+            reason: format!("decoding its footer failed: {panic}"),
+        })?
+        .map_err(|e| CaptureError::NotParquet {
             path: path.to_path_buf(),
             reason: e.to_string(),
         })?;
@@ -368,9 +506,38 @@ pub fn open_segment(path: &Path) -> Result<Segment, CaptureError> {
             });
         }
     }
+    let meta = builder.metadata();
+    let largest_row_group = meta
+        .row_groups()
+        .iter()
+        .map(|rg| {
+            // The larger of the two sizes a footer states: either may be what a forger lowered.
+            let columns: u64 = rg
+                .columns()
+                .iter()
+                .map(|c| u64::try_from(c.uncompressed_size()).unwrap_or(u64::MAX))
+                .fold(0, u64::saturating_add);
+            let total = u64::try_from(rg.total_byte_size()).unwrap_or(u64::MAX);
+            RowGroupSize {
+                rows: rg.num_rows(),
+                bytes: columns.max(total),
+            }
+        })
+        .max_by_key(|g| g.bytes)
+        .unwrap_or_default();
+    let seal_intact = metadata.get(keys::METADATA_SHA256).map(|sealed| {
+        let rows: Vec<i64> = meta.row_groups().iter().map(|rg| rg.num_rows()).collect();
+        let digest = fantrace_schema::integrity::metadata_digest(
+            metadata.iter().map(|(k, v)| (k.as_str(), v.as_str())),
+            &rows,
+        );
+        &digest == sealed
+    });
     Ok(Segment {
         path: path.to_path_buf(),
         schema_version: version,
+        largest_row_group,
+        seal_intact,
         metadata,
         footer: Some(Footer {
             metadata: Arc::clone(builder.metadata()),
@@ -378,4 +545,43 @@ pub fn open_segment(path: &Path) -> Result<Segment, CaptureError> {
             modified,
         }),
     })
+}
+
+/// The whole file's SHA-256 and that of its first `data_bytes` bytes, in one read.
+pub fn digests(
+    path: &Path,
+    data_bytes: Option<u64>,
+) -> Result<(String, Option<String>), CaptureError> {
+    use sha2::Digest as _;
+    use std::io::Read as _;
+    let io = |cause| CaptureError::Io {
+        path: path.to_path_buf(),
+        cause,
+    };
+    let mut file = std::fs::File::open(path).map_err(io)?;
+    let mut whole = sha2::Sha256::new();
+    let mut data = sha2::Sha256::new();
+    let mut seen = 0u64;
+    let mut buf = vec![0u8; 1 << 20];
+    loop {
+        let n = file.read(&mut buf).map_err(io)?;
+        if n == 0 {
+            break;
+        }
+        whole.update(&buf[..n]);
+        if let Some(limit) = data_bytes
+            && seen < limit
+        {
+            let take = ((limit - seen) as usize).min(n);
+            data.update(&buf[..take]);
+        }
+        seen += n as u64;
+    }
+    let hex = |d: &[u8]| crate::pseudonym::hex(d);
+    let data = match data_bytes {
+        Some(limit) if limit <= seen => Some(hex(&data.finalize())),
+        Some(_) => Some("(the file is shorter than its data)".to_string()),
+        None => None,
+    };
+    Ok((hex(&whole.finalize()), data))
 }

@@ -94,6 +94,7 @@ pub fn register(ctx: &SessionContext) {
     ] {
         ctx.register_udf(udf);
     }
+    ctx.register_udaf(crate::count_distinct::count());
 }
 
 /// A function from one integer column to text (NULL in, NULL out), decoded by [`decode_text`].

@@ -1,6 +1,9 @@
 //! fantrace-analyzer: SQL over fantrace captures, for anyone who can read the files.
+mod bounded_functions;
 mod capture;
 mod commands;
+mod count_distinct;
+mod foreign;
 mod format;
 mod functions;
 mod helper;
@@ -9,6 +12,7 @@ mod pseudonym;
 mod selection;
 mod session;
 mod signing;
+mod spill;
 mod timespec;
 mod write_capture;
 
@@ -24,6 +28,16 @@ struct Cli {
     /// instead of exhausting the machine.
     #[arg(long, global = true, default_value = "2G", value_parser = parse_bytes)]
     memory_limit: usize,
+    /// Disk a query may fill with spill files when it needs more than --memory-limit (sorts,
+    /// aggregations), under $TMPDIR/fantrace-analyzer-UID/, removed when it ends.
+    #[arg(long, global = true, default_value = "20G", value_parser = parse_bytes)]
+    max_spill: usize,
+    /// Do not trust the statistics and page index stored in segment footers: read every row
+    /// instead of skipping row groups and pages by them, and never answer from them (slower).
+    /// With --verify-data, what to use when a capture is evidence: the digests cover the rows,
+    /// not the statistics.
+    #[arg(long, global = true)]
+    no_stats: bool,
     #[command(subcommand)]
     command: Command,
 }
@@ -100,8 +114,12 @@ fn print_reference() {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    foreign::install_panic_hook();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
+        // The engine's threads decode foreign files: their panics are reported as the
+        // command's error (see `foreign::guard`), not printed as crashes.
+        .on_thread_start(foreign::mark_thread_caught)
         .build()
     {
         Ok(rt) => rt,
@@ -110,34 +128,46 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    let spill = match spill::SpillDir::create() {
+        Ok(dir) => dir,
+        Err(e) => {
+            eprintln!("fantrace-analyzer: error: {e:#}");
+            return ExitCode::FAILURE;
+        }
+    };
     let opts = session::SessionOptions {
         memory_limit: cli.memory_limit,
+        spill_dir: spill.path().to_path_buf(),
+        max_spill: cli.max_spill as u64,
+        no_stats: cli.no_stats,
     };
-    let result = runtime.block_on(async {
-        match cli.command {
-            Command::Query(args) => commands::query::run(args, opts).await,
-            Command::Replay(args) => commands::replay::run(args, opts).await,
-            Command::Shell(args) => commands::shell::run(args, opts).await,
-            Command::Inspect(args) => commands::inspect::run(args, opts).await,
-            Command::Playbook(args) => commands::playbook::run(args, opts).await,
-            Command::Functions => {
-                print_reference();
-                Ok(())
+    let result = foreign::guard(|| {
+        runtime.block_on(async {
+            match cli.command {
+                Command::Query(args) => commands::query::run(args, opts).await,
+                Command::Replay(args) => commands::replay::run(args, opts).await,
+                Command::Shell(args) => commands::shell::run(args, opts).await,
+                Command::Inspect(args) => commands::inspect::run(args, opts).await,
+                Command::Playbook(args) => commands::playbook::run(args, opts).await,
+                Command::Functions => {
+                    print_reference();
+                    Ok(())
+                }
+                Command::Export(args) => commands::export::run(args, opts).await,
+                Command::Verify(args) => commands::verify::run(args).await,
+                Command::Views(args) => {
+                    commands::views::run(&args);
+                    Ok(())
+                }
+                Command::Keygen { file } => signing::generate(&file).map(|public| {
+                    println!(
+                        "secret key {} (keep it), public key {} (give it to whoever verifies)",
+                        file.display(),
+                        public.display()
+                    );
+                }),
             }
-            Command::Export(args) => commands::export::run(args, opts).await,
-            Command::Verify(args) => commands::verify::run(args).await,
-            Command::Views(args) => {
-                commands::views::run(&args);
-                Ok(())
-            }
-            Command::Keygen { file } => signing::generate(&file).map(|public| {
-                println!(
-                    "secret key {} (keep it), public key {} (give it to whoever verifies)",
-                    file.display(),
-                    public.display()
-                );
-            }),
-        }
+        })
     });
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -16,8 +16,14 @@ use fantrace_schema::record::LossCause;
 
 use crate::capture::Segment;
 
+#[derive(Clone)]
 pub struct SessionOptions {
     pub memory_limit: usize,
+    /// Owned by this process (see `spill`); DataFusion's spill files go there.
+    pub spill_dir: std::path::PathBuf,
+    pub max_spill: u64,
+    /// Neither prune nor answer by footer statistics and page indexes.
+    pub no_stats: bool,
 }
 
 /// Statements that write, change settings or reach outside the captures are refused.
@@ -52,8 +58,14 @@ pub async fn run_sql_with_schema(
 }
 
 pub async fn open(segments: &[Segment], opts: &SessionOptions) -> anyhow::Result<SessionContext> {
+    use datafusion::execution::disk_manager::{DiskManagerBuilder, DiskManagerMode};
     let runtime = RuntimeEnvBuilder::new()
         .with_memory_limit(opts.memory_limit, 1.0)
+        .with_disk_manager_builder(
+            DiskManagerBuilder::default()
+                .with_mode(DiskManagerMode::Directories(vec![opts.spill_dir.clone()]))
+                .with_max_temp_directory_size(opts.max_spill),
+        )
         .build_arc()
         .context("configuring the query memory limit")?;
     let mut config = SessionConfig::new().with_information_schema(true);
@@ -63,10 +75,13 @@ pub async fn open(segments: &[Segment], opts: &SessionOptions) -> anyhow::Result
     // these scans arrow-rs spent more on building row selections than it saved in decoding,
     // and every one of the benchmark's forensic queries ran faster without it (up to 2x).
     parquet.pushdown_filters = false;
-    parquet.enable_page_index = true;
+    parquet.enable_page_index = !opts.no_stats;
+    parquet.pruning = !opts.no_stats;
+    config.options_mut().execution.collect_statistics = !opts.no_stats;
     // Deliberately no `enable_url_table()`: `SELECT * FROM '/etc/passwd'` must not read files.
     let ctx = SessionContext::new_with_config_rt(config, runtime);
     crate::functions::register(&ctx);
+    crate::bounded_functions::register(&ctx, opts.memory_limit);
     share_footers(&ctx, segments);
     let calls = calls_frame(&ctx, segments).await?;
     // The segments hold both syscalls; `events` and `inits` are the views people query.

@@ -7,6 +7,7 @@ mod capture_cost;
 mod icount;
 mod procfs;
 mod queries;
+mod reliability;
 mod report;
 mod stats;
 mod synth;
@@ -62,9 +63,13 @@ struct RunArgs {
     /// Events in the synthetic capture the analyzer comparison reads.
     #[arg(long, default_value_t = 10_000_000)]
     events: u64,
-    /// Only these scenarios (comma-separated: overhead, storm, varied, analyzer, icount).
+    /// Only these scenarios (comma-separated: overhead, storm, varied, analyzer, icount,
+    /// startup, segments; soak runs only when named).
     #[arg(long, value_delimiter = ',')]
     only: Vec<String>,
+    /// Length of the soak scenario, minutes.
+    #[arg(long, default_value_t = 30.0)]
+    soak_minutes: f64,
     /// Calls per loop in the icount scenario (instructions per call in the 6.1 guest).
     #[arg(long, default_value_t = 100_000)]
     icount_calls: u64,
@@ -170,6 +175,21 @@ fn run(args: &RunArgs) -> anyhow::Result<()> {
         let capture = bench.synthetic(args.events)?;
         rows.push(bench.startup(&capture)?);
         rows.extend(bench.queries(&capture)?);
+    }
+    if wanted("startup") {
+        eprintln!("startup: recorder start to recording");
+        rows.extend(bench.recorder_startup()?);
+    }
+    if wanted("segments") {
+        eprintln!("segments: a capture of 5,000 small segments");
+        rows.extend(bench.many_segments()?);
+    }
+    if args.only.iter().any(|o| o == "soak") {
+        eprintln!(
+            "soak: {} min of storms, SIGKILLs and full disks",
+            args.soak_minutes
+        );
+        rows.extend(bench.soak(args.soak_minutes)?);
     }
     println!();
     print!("{}", report::markdown(&rows));

@@ -85,10 +85,71 @@ impl KernelOffsets {
     }
 }
 
+/// Offsets resolved once per boot are kept here (root's, on tmpfs, gone at the next boot):
+/// parsing the kernel's BTF is the slowest step of a start, and a recorder restarted by its
+/// supervisor should be recording again at once.
+const CACHE_DIR: &str = "/run/fantrace";
+
+/// [`parse_kernel_offsets`], or what it found earlier in this boot.
+pub fn kernel_offsets() -> anyhow::Result<KernelOffsets> {
+    let boot_id = std::fs::read_to_string("/proc/sys/kernel/random/boot_id")
+        .map(|s| s.trim().to_string())
+        .unwrap_or_default();
+    let cache = (!boot_id.is_empty()
+        && boot_id.bytes().all(|b| b.is_ascii_hexdigit() || b == b'-'))
+    .then(|| std::path::Path::new(CACHE_DIR).join(format!("kernel-offsets-{boot_id}")));
+    if let Some(found) = cache.as_deref().and_then(read_cached) {
+        return Ok(found);
+    }
+    let offsets = parse_kernel_offsets()?;
+    if let Some(path) = cache {
+        // A cache that cannot be written only costs the next start its speed.
+        if let Err(e) = write_cached(&path, &offsets) {
+            tracing::debug!("not caching kernel offsets in {}: {e}", path.display());
+        }
+    }
+    Ok(offsets)
+}
+
+/// `v1` line, the values, then the missing fields, one line each.
+fn read_cached(path: &std::path::Path) -> Option<KernelOffsets> {
+    let text = std::fs::read_to_string(path).ok()?;
+    let mut lines = text.lines();
+    (lines.next()? == "v1").then_some(())?;
+    let parsed: Vec<u32> = lines
+        .next()?
+        .split(',')
+        .map(str::parse)
+        .collect::<Result<_, _>>()
+        .ok()?;
+    let values: [u32; KernelOffset::COUNT] = parsed.try_into().ok()?;
+    let missing = lines.next().unwrap_or("");
+    let missing = missing
+        .split(',')
+        .filter(|m| !m.is_empty())
+        .map(str::to_string)
+        .collect();
+    Some(KernelOffsets { values, missing })
+}
+
+fn write_cached(path: &std::path::Path, offsets: &KernelOffsets) -> std::io::Result<()> {
+    use std::os::unix::fs::DirBuilderExt as _;
+    let dir = path.parent().unwrap_or(std::path::Path::new(CACHE_DIR));
+    match std::fs::DirBuilder::new().mode(0o700).create(dir) {
+        Err(e) if e.kind() != std::io::ErrorKind::AlreadyExists => return Err(e),
+        _ => {}
+    }
+    let values: Vec<String> = offsets.values.iter().map(u32::to_string).collect();
+    let text = format!("v1\n{}\n{}\n", values.join(","), offsets.missing.join(","));
+    let tmp = path.with_extension(format!("tmp{}", std::process::id()));
+    std::fs::write(&tmp, text)?;
+    std::fs::rename(&tmp, path)
+}
+
 /// The offsets in `KernelOffset` order; a field this kernel lacks is `u32::MAX` (the probe
 /// then leaves its column 0, or the attach mode that needs it is not used) and is named in
 /// the list of missing fields. A missing required field is an error.
-pub fn kernel_offsets() -> anyhow::Result<KernelOffsets> {
+pub fn parse_kernel_offsets() -> anyhow::Result<KernelOffsets> {
     let data = std::fs::read(VMLINUX_BTF).with_context(|| {
         format!("reading {VMLINUX_BTF}: the kernel must be built with CONFIG_DEBUG_INFO_BTF")
     })?;
@@ -126,8 +187,24 @@ pub fn kernel_offsets() -> anyhow::Result<KernelOffsets> {
 #[cfg(test)]
 mod tests {
     #[test]
+    fn cached_offsets_read_back_as_parsed() {
+        let offsets = super::parse_kernel_offsets().expect("vmlinux BTF is readable");
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("sub").join("kernel-offsets-x");
+        super::write_cached(&path, &offsets).unwrap();
+        let back = super::read_cached(&path).expect("readable");
+        assert_eq!(back.values, offsets.values);
+        assert_eq!(back.missing, offsets.missing);
+        std::fs::write(&path, "v1\n1,2\n").unwrap();
+        assert!(
+            super::read_cached(&path).is_none(),
+            "a short list is not used"
+        );
+    }
+
+    #[test]
     fn this_kernel_has_every_field() {
-        let offsets = super::kernel_offsets().expect("vmlinux BTF is readable");
+        let offsets = super::parse_kernel_offsets().expect("vmlinux BTF is readable");
         assert!(offsets.missing.is_empty(), "missing: {:?}", offsets.missing);
         assert!(offsets.values.iter().all(|&o| o != u32::MAX));
     }
@@ -136,7 +213,7 @@ mod tests {
     fn saved_registers_sit_where_the_x86_64_abi_puts_them() {
         use fantrace_schema::record::KernelOffset as K;
         // struct pt_regs is also the layout ptrace hands out (user_regs_struct).
-        let offsets = super::kernel_offsets().expect("vmlinux BTF is readable");
+        let offsets = super::parse_kernel_offsets().expect("vmlinux BTF is readable");
         for (field, at) in [
             (K::PtRegsBp, 32),
             (K::PtRegsBx, 40),

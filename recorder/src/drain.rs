@@ -44,6 +44,9 @@ pub struct DrainOptions {
     pub progress: Arc<WriterProgress>,
     /// Print each call as it is recorded.
     pub print: bool,
+    /// Installed before the probe was loaded: a stop asked for during start-up is honoured
+    /// once recording begins, with a proper last segment.
+    pub signals: Signals,
 }
 
 impl std::fmt::Display for StopReason {
@@ -85,7 +88,7 @@ pub async fn record(
         .map_err(|e| anyhow!("registering the ring buffer with epoll: {e}"))?;
     let mut tick = tokio::time::interval(POLL_INTERVAL);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
-    let mut signals = stop_signals()?;
+    let mut signals = opts.signals;
     let deadline = async {
         match duration {
             Some(d) => tokio::time::sleep(d).await,
@@ -217,9 +220,12 @@ fn print_call(ev: &CallRecord, path: &[u8], boot_to_wall_ns: i64) {
     );
 }
 
+/// Stop requests by signal, as they arrive.
+pub type Signals = tokio::sync::mpsc::UnboundedReceiver<StopReason>;
+
 /// SIGINT and SIGTERM, with the pid that sent them (signal-hook reads it from siginfo; tokio's
 /// signal streams do not carry it). A thread waits on the signals and forwards them.
-fn stop_signals() -> anyhow::Result<tokio::sync::mpsc::UnboundedReceiver<StopReason>> {
+pub fn stop_signals() -> anyhow::Result<Signals> {
     use signal_hook::consts::{SIGINT, SIGTERM};
     use signal_hook::iterator::SignalsInfo;
     use signal_hook::iterator::exfiltrator::WithOrigin;

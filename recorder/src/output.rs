@@ -12,8 +12,23 @@ pub struct Destination {
 }
 
 impl Destination {
-    /// `dir` must be a real directory owned by us, or not exist yet inside one that does.
+    /// `dir` must be a real directory owned by us, or not exist yet inside one that does;
+    /// neither it nor the directory holding it may be a symbolic link (`link/` and `link/sub`
+    /// would write through one as surely as `link`).
     pub fn check(dir: &Path) -> anyhow::Result<Destination> {
+        // Components drop a trailing slash, which would make the checks below follow a link.
+        let dir: PathBuf = dir.components().collect();
+        let dir = dir.as_path();
+        if let Some(parent) = dir.parent().filter(|p| !p.as_os_str().is_empty())
+            && std::fs::symlink_metadata(parent).is_ok_and(|m| m.file_type().is_symlink())
+        {
+            bail!(
+                "the directory {} that would hold the capture {} is a symbolic link; refusing \
+                 to follow it (pass the real path)",
+                parent.display(),
+                dir.display()
+            );
+        }
         match std::fs::symlink_metadata(dir) {
             Ok(meta) => {
                 if meta.file_type().is_symlink() {
@@ -58,15 +73,31 @@ impl Destination {
         }
     }
 
-    /// Creates the directory (0700) if it did not exist.
-    pub fn create(&self) -> anyhow::Result<()> {
-        if !self.exists {
-            std::fs::DirBuilder::new()
-                .mode(0o700)
-                .create(&self.dir)
-                .with_context(|| format!("creating capture directory {}", self.dir.display()))?;
+    /// Creates the directory (0700) if it did not exist; returns whether it did. Another
+    /// process creating it meanwhile is no error: it is checked again, as if it had been there.
+    pub fn create(&self) -> anyhow::Result<bool> {
+        if self.exists {
+            return Ok(false);
         }
-        Ok(())
+        match std::fs::DirBuilder::new().mode(0o700).create(&self.dir) {
+            Ok(()) => Ok(true),
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                Destination::check(&self.dir)?;
+                Ok(false)
+            }
+            Err(e) => {
+                Err(e).with_context(|| format!("creating capture directory {}", self.dir.display()))
+            }
+        }
+    }
+
+    /// Undoes [`create`](Self::create) after a failed start: removes the directory if this
+    /// recorder made it and nothing but its lock is in it.
+    pub fn remove_if_created(&self, created: bool) {
+        if created {
+            let _ = std::fs::remove_file(self.dir.join(crate::lock::LOCK_FILE));
+            let _ = std::fs::remove_dir(&self.dir);
+        }
     }
 }
 

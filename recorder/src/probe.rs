@@ -129,19 +129,29 @@ impl Probe {
         let wakeup_step: u64 = (u64::from(ring) / 8 / cpus.max(1) as u64).max(4096);
         let include_only: u8 = opts.filters.include_only();
         let filters_in_use: u8 = opts.filters.in_use();
-        let offsets = crate::btf::kernel_offsets()?;
+        // Three parses of the kernel's BTF stand between start and recording (the offsets,
+        // aya's loader, attaching); they run side by side, and the offsets come from this
+        // boot's cache after the first start.
+        let offsets_job = std::thread::spawn(crate::btf::kernel_offsets);
+        let btf_job = std::thread::spawn(Btf::from_sys_fs);
+        let mut loader = EbpfLoader::new();
+        let offsets = offsets_job
+            .join()
+            .map_err(|_| anyhow!("resolving kernel offsets panicked"))??;
         if !offsets.missing.is_empty() {
             tracing::debug!("this kernel's BTF lacks {}", offsets.missing.join(", "));
         }
-        let btf = Btf::from_sys_fs().with_context(|| {
-            format!(
-                "reading the kernel's BTF from {}: the kernel must be built with \
-                 CONFIG_DEBUG_INFO_BTF",
-                crate::kernel::VMLINUX_BTF
-            )
-        })?;
-        let mut ebpf = EbpfLoader::new()
-            .btf(Some(&btf))
+        let btf = btf_job
+            .join()
+            .map_err(|_| anyhow!("parsing the kernel's BTF panicked"))?
+            .with_context(|| {
+                format!(
+                    "reading the kernel's BTF from {}: the kernel must be built with \
+                     CONFIG_DEBUG_INFO_BTF",
+                    crate::kernel::VMLINUX_BTF
+                )
+            })?;
+        let mut ebpf = loader
             // PENDING is task storage, which aya 0.14 creates but cannot wrap; only the probe
             // touches it.
             .allow_unsupported_maps()

@@ -28,16 +28,29 @@ pub fn create_in_progress_dir(dir: &Path) -> anyhow::Result<()> {
     }
 }
 
+/// A segment being written. Dropped unfinished (a write error, the disk full), it removes its
+/// partial file: nothing can read it, and on a full disk it holds the space a last segment
+/// needs.
 pub struct Segment {
     tmp_path: PathBuf,
     final_path: PathBuf,
     dir: PathBuf,
     file: File,
-    writer: ArrowWriter<SealingWriter<File>>,
+    /// `None` only once `finish` has taken it to close it.
+    writer: Option<ArrowWriter<SealingWriter<File>>>,
     seal: SealState,
     rows: u64,
     /// Earliest and latest `time` written, ns.
     times: Option<(i64, i64)>,
+    finished: bool,
+}
+
+impl Drop for Segment {
+    fn drop(&mut self) {
+        if !self.finished {
+            let _ = std::fs::remove_file(&self.tmp_path);
+        }
+    }
 }
 
 /// A finished segment: where it is and how it was sealed.
@@ -72,17 +85,25 @@ impl Segment {
             final_path,
             dir: dir.to_path_buf(),
             file,
-            writer,
+            writer: Some(writer),
             seal,
             rows: 0,
             times: None,
+            finished: false,
         })
     }
 
-    pub fn write(&mut self, batch: &RecordBatch) -> anyhow::Result<()> {
+    fn writer(&mut self) -> anyhow::Result<&mut ArrowWriter<SealingWriter<File>>> {
         self.writer
+            .as_mut()
+            .context("writing to a segment that is already finished")
+    }
+
+    pub fn write(&mut self, batch: &RecordBatch) -> anyhow::Result<()> {
+        let path = self.tmp_path.display().to_string();
+        self.writer()?
             .write(batch)
-            .with_context(|| format!("writing to segment {}", self.tmp_path.display()))?;
+            .with_context(|| format!("writing to segment {path}"))?;
         self.rows += batch.num_rows() as u64;
         if let Some(times) = batch
             .column_by_name("time")
@@ -108,9 +129,10 @@ impl Segment {
 
     /// Ends the current row group.
     pub fn flush_row_group(&mut self) -> anyhow::Result<()> {
-        self.writer
+        let path = self.tmp_path.display().to_string();
+        self.writer()?
             .flush()
-            .with_context(|| format!("writing a row group to {}", self.tmp_path.display()))
+            .with_context(|| format!("writing a row group to {path}"))
     }
 
     pub fn rows(&self) -> u64 {
@@ -119,31 +141,40 @@ impl Segment {
 
     /// Encoded bytes buffered for the open row group.
     pub fn in_progress_size(&self) -> u64 {
-        self.writer.in_progress_size() as u64
+        self.writer
+            .as_ref()
+            .map_or(0, |w| w.in_progress_size() as u64)
     }
 
     /// Bytes written to the file so far plus those buffered for the open row group.
     pub fn size(&self) -> u64 {
-        (self.writer.bytes_written() + self.writer.in_progress_size()) as u64
+        self.writer
+            .as_ref()
+            .map_or(0, |w| (w.bytes_written() + w.in_progress_size()) as u64)
     }
 
     /// Seals the segment with `metadata` (see `fantrace_schema::integrity`), writes the
     /// footer, fsyncs, renames it into the capture directory and fsyncs that. Every step's
     /// error is returned, none swallowed.
-    pub fn finish(self, metadata: Vec<(String, String)>) -> anyhow::Result<Finished> {
+    pub fn finish(mut self, metadata: Vec<(String, String)>) -> anyhow::Result<Finished> {
         let tmp = self.tmp_path.display().to_string();
-        let sealed = seal_and_close(self.writer, &self.seal, metadata, |_| Vec::new())
+        let writer = self
+            .writer
+            .take()
+            .context("the segment is already finished")?;
+        let sealed = seal_and_close(writer, &self.seal, metadata, |_| Vec::new())
             .with_context(|| format!("writing the Parquet footer of {tmp}"))?;
         self.file
             .sync_all()
             .with_context(|| format!("fsync of {tmp}"))?;
         std::fs::rename(&self.tmp_path, &self.final_path)
             .with_context(|| format!("renaming {tmp} to {}", self.final_path.display()))?;
+        self.finished = true;
         File::open(&self.dir)
             .and_then(|d| d.sync_all())
             .with_context(|| format!("fsync of directory {}", self.dir.display()))?;
         Ok(Finished {
-            path: self.final_path,
+            path: self.final_path.clone(),
             sealed,
         })
     }

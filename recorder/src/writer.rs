@@ -6,7 +6,7 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use anyhow::Context as _;
+use anyhow::{Context as _, bail};
 use arrow::array::AsArray as _;
 use arrow::array::RecordBatch;
 use arrow::compute::{concat_batches, sort_to_indices, take_record_batch};
@@ -60,6 +60,9 @@ pub enum OnDiskFull {
 
 /// How often a new segment is tried while the disk is full.
 const DISK_FULL_RETRY: Duration = Duration::from_secs(1);
+
+/// How long a stopping recorder keeps trying to write its last segment on a full disk.
+const FINAL_SEGMENT_PATIENCE: Duration = Duration::from_secs(5);
 
 fn is_disk_full(err: &anyhow::Error) -> bool {
     const CODES: [i32; 3] = [libc::ENOSPC, libc::EDQUOT, libc::EFBIG];
@@ -248,9 +251,15 @@ impl Writer {
                     None => self.drop_rows(batch.num_rows() as u64),
                     Some(mut o) => {
                         let written = self.add_batch(&mut o, batch);
+                        // Time is checked here as well as on an idle timeout: under a steady
+                        // stream of batches the receive never times out, and a segment must
+                        // still end on time, so that a crash loses no more than it.
                         let result = match written {
                             Ok(()) if o.segment.size() >= self.cfg.rotate_size => {
                                 self.rotate(o, "rotated: size").map(Some)
+                            }
+                            Ok(()) if o.opened.elapsed() >= self.cfg.rotate_interval => {
+                                self.rotate(o, "rotated: interval").map(Some)
                             }
                             Ok(()) => Ok(Some(o)),
                             Err(e) => Err(e),
@@ -265,16 +274,7 @@ impl Writer {
                     }
                 }
                 Ok(ToWriter::Finish { lost, stop_reason }) => {
-                    let o = match open.take() {
-                        Some(o) => o,
-                        // The last segment carries the drop count and the stop reason.
-                        None => self.open(lost).context(
-                            "the disk is still full: cannot write the last segment with the \
-                             count of dropped calls",
-                        )?,
-                    };
-                    self.close(o, lost, stop_reason)?;
-                    self.prune()?;
+                    self.finish(open.take(), lost, stop_reason)?;
                     break;
                 }
                 // The drain side died without saying why; close what we have.
@@ -288,6 +288,44 @@ impl Writer {
             }
         }
         Ok(self.summary)
+    }
+
+    /// Closes the last segment with the stop reason. With `--on-disk-full=drop` and the disk
+    /// still full, the open segment's rows are dropped (and counted) and an empty last segment
+    /// carrying every count and the stop reason is tried for a while: a few KiB the disk may
+    /// have once the abandoned segment is gone.
+    fn finish(
+        &mut self,
+        open: Option<Open>,
+        lost: LossCounts,
+        stop_reason: String,
+    ) -> anyhow::Result<()> {
+        let mut open = open;
+        let deadline = Instant::now() + FINAL_SEGMENT_PATIENCE;
+        loop {
+            let attempt = match open.take() {
+                Some(o) => self.close(o, lost, stop_reason.clone()),
+                None => self
+                    .open(lost)
+                    .and_then(|o| self.close(o, lost, stop_reason.clone())),
+            };
+            match attempt {
+                Ok(()) => return self.prune(),
+                Err(e) if self.cfg.on_disk_full == OnDiskFull::Drop && is_disk_full(&e) => {
+                    self.recover(e)?;
+                    if Instant::now() >= deadline {
+                        bail!(
+                            "the disk is still full: the last segment, which would record the \
+                             stop reason and {} call(s) dropped since the last finished \
+                             segment, cannot be written",
+                            self.dropped_unreported
+                        );
+                    }
+                    std::thread::sleep(DISK_FULL_RETRY / 5);
+                }
+                Err(e) => return Err(e),
+            }
+        }
     }
 
     /// The outcome of a write step: the segment to go on with, or (disk full, dropping) none.

@@ -25,6 +25,25 @@ pub fn bin(name: &str) -> PathBuf {
     path
 }
 
+/// A binary of the optimized build (`target/release`), for the tests that judge what only an
+/// optimized build can show: keeping up with a storm, stack depth, memory. The README's test
+/// command builds them (`cargo build --release --bins`); a missing one fails the test.
+pub fn release_bin(name: &str) -> PathBuf {
+    let debug = bin(name);
+    let path = debug
+        .parent()
+        .and_then(Path::parent)
+        .map(|target| target.join("release").join(name))
+        .expect("binaries live in target/<profile>/");
+    assert!(
+        path.exists(),
+        "{} is missing: build the optimized binaries first \
+         (`cargo build --release -p fantrace-recorder -p fantrace-analyzer`)",
+        path.display()
+    );
+    path
+}
+
 /// `base`, stretched when running inside an emulated guest (about 20 times slower).
 pub fn slow(base: Duration) -> Duration {
     if crate::guest::guest_out().is_some() {
@@ -138,6 +157,13 @@ impl Recorder {
     pub fn stop(self) -> String {
         self.stop_with(libc::SIGINT)
     }
+
+    /// SIGKILL: the recorder gets no chance to close anything.
+    pub fn kill(mut self) {
+        let mut child = self.child.take().expect("recorder running");
+        let _ = child.kill();
+        let _ = child.wait();
+    }
 }
 
 impl Drop for Recorder {
@@ -230,4 +256,113 @@ pub fn query_json(capture: &Path, sql: &str) -> Vec<serde_json::Map<String, serd
         .lines()
         .map(|l| serde_json::from_str(l).expect("analyzer prints JSON lines"))
         .collect()
+}
+
+/// How a bounded run of a binary ended.
+#[derive(Debug)]
+pub struct Bounded {
+    /// `None` when it was killed for taking longer than allowed.
+    pub code: Option<i32>,
+    /// Killed by this signal (a crash, or the timeout's SIGKILL).
+    pub signal: Option<i32>,
+    pub stdout: String,
+    pub stderr: String,
+    /// Peak resident memory, KiB (the kernel's own account of the child).
+    pub peak_rss_kib: u64,
+    pub timed_out: bool,
+}
+
+impl Bounded {
+    /// Exit code 101 (a Rust panic), a message of one, or death by a signal other than the
+    /// timeout's.
+    pub fn crashed(&self) -> bool {
+        self.code == Some(101)
+            || self.stderr.contains("panicked at")
+            || (self.signal.is_some() && !self.timed_out)
+    }
+}
+
+/// Runs `cmd` to its end or for at most `timeout` (then SIGKILLs it), measuring its peak RSS.
+pub fn run_bounded(cmd: &mut Command, timeout: Duration) -> Bounded {
+    use std::io::Read as _;
+    let mut child = cmd
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("starting the binary");
+    let pid = child.id() as libc::pid_t;
+    let mut out = child.stdout.take().expect("piped stdout");
+    let mut err = child.stderr.take().expect("piped stderr");
+    let out_reader = std::thread::spawn(move || {
+        let mut s = String::new();
+        let _ = out.read_to_string(&mut s);
+        s
+    });
+    let err_reader = std::thread::spawn(move || {
+        let mut s = String::new();
+        let _ = err.read_to_string(&mut s);
+        s
+    });
+    let deadline = std::time::Instant::now() + timeout;
+    let mut timed_out = false;
+    let (status, usage) = loop {
+        let mut status = 0;
+        // SAFETY: rusage is plain data, filled by the kernel.
+        let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+        // SAFETY: waiting for our own child, with valid out-pointers.
+        let r = unsafe { libc::wait4(pid, &mut status, libc::WNOHANG, &mut usage) };
+        if r == pid {
+            break (status, usage);
+        }
+        assert!(r == 0, "wait4 failed: {}", std::io::Error::last_os_error());
+        if !timed_out && std::time::Instant::now() >= deadline {
+            timed_out = true;
+            // SAFETY: signalling our own child.
+            unsafe { libc::kill(pid, libc::SIGKILL) };
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    };
+    // The child is reaped; std must not wait for it again.
+    std::mem::forget(child);
+    let exited = libc::WIFEXITED(status);
+    Bounded {
+        code: exited.then(|| libc::WEXITSTATUS(status)),
+        signal: libc::WIFSIGNALED(status).then(|| libc::WTERMSIG(status)),
+        stdout: out_reader.join().unwrap_or_default(),
+        stderr: err_reader.join().unwrap_or_default(),
+        peak_rss_kib: usage.ru_maxrss as u64,
+        timed_out,
+    }
+}
+
+/// Records the workload once and returns the one segment written.
+pub fn record_one_segment(dir: &Path) -> PathBuf {
+    let capture = dir.join("capture");
+    let rec = Recorder::start(&capture, &[]);
+    run_workload(&[]);
+    rec.stop();
+    std::fs::read_dir(&capture)
+        .expect("the capture directory exists")
+        .map(|e| e.expect("listing the capture").path())
+        .find(|p| p.extension().is_some_and(|e| e == "parquet"))
+        .expect("the recorder wrote a segment")
+}
+
+/// How many leading bytes of a sealed segment its data digest covers.
+pub fn sealed_data_bytes(segment: &Path) -> usize {
+    use parquet::file::reader::FileReader as _;
+    let file = std::fs::File::open(segment).expect("the segment opens");
+    let reader = parquet::file::reader::SerializedFileReader::new(file).expect("a Parquet file");
+    reader
+        .metadata()
+        .file_metadata()
+        .key_value_metadata()
+        .and_then(|kv| {
+            kv.iter()
+                .find(|e| e.key == fantrace_schema::metadata::DATA_BYTES)
+                .and_then(|e| e.value.as_ref())
+                .and_then(|v| v.parse().ok())
+        })
+        .expect("a sealed segment states its data bytes")
 }

@@ -6,20 +6,22 @@ use std::process::Command;
 use std::time::Duration;
 
 use fantrace_tests::harness::{
-    PausedWorkload, Recorder, analyzer, bin, query_json, require_probe, run_workload,
+    PausedWorkload, Recorder, analyzer, bin, query_json, release_bin, require_probe, run_workload,
 };
 
+/// The finished segments of a capture and the partial ones still in `.in-progress/`.
 fn segments(dir: &Path) -> (Vec<PathBuf>, Vec<PathBuf>) {
     let mut done = Vec::new();
     let mut tmp = Vec::new();
     for e in std::fs::read_dir(dir).unwrap() {
         let p = e.unwrap().path();
         let name = p.file_name().unwrap().to_string_lossy().into_owned();
-        if name.ends_with(".tmp") {
-            tmp.push(p);
-        } else if name.ends_with(".parquet") {
+        if name.ends_with(".parquet") {
             done.push(p);
         }
+    }
+    if let Ok(partials) = std::fs::read_dir(dir.join(".in-progress")) {
+        tmp.extend(partials.map(|e| e.unwrap().path()));
     }
     done.sort();
     (done, tmp)
@@ -81,14 +83,7 @@ fn sigkill_loses_at_most_the_open_segment() {
     }
     let tmp = tempfile::tempdir().unwrap();
     let capture = tmp.path().join("capture");
-    let mut rec = Command::new(bin("fantrace-recorder"))
-        .arg("--output")
-        .arg(&capture)
-        .args(["--rotate-interval", "0.2"])
-        .stdout(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    std::thread::sleep(Duration::from_secs(2));
+    let rec = Recorder::start(&capture, &["--rotate-interval", "0.2"]);
     let mut pids = Vec::new();
     let mut per_run = 0;
     for _ in 0..4 {
@@ -97,8 +92,7 @@ fn sigkill_loses_at_most_the_open_segment() {
         pids.push(calls[0].pid);
         std::thread::sleep(Duration::from_millis(300));
     }
-    rec.kill().unwrap();
-    rec.wait().unwrap();
+    rec.kill();
     let (done, _open) = segments(&capture);
     assert!(done.len() >= 3, "rotated segments must survive: {done:?}");
     // The analyzer reads every finished segment and never takes the temporary file.
@@ -260,6 +254,195 @@ fn bad_destinations_are_refused_before_anything_is_created() {
     let ro = Mount::tmpfs(&tmp.path().join("ro"), "ro,size=1m");
     refused(&ro.0.join("capture"), "not writable");
     assert!(!ro.0.join("capture").exists());
+    // Through a symlink by another spelling: a trailing slash, or a directory below it.
+    refused(Path::new(&format!("{}/", link.display())), "symbolic link");
+    refused(&link.join("sub"), "symbolic link");
+    assert_eq!(std::fs::read_dir(&real).unwrap().count(), 0);
+}
+
+#[test]
+fn values_that_record_nothing_or_take_the_machine_are_refused() {
+    if !require_probe("values_that_record_nothing_or_take_the_machine_are_refused") {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let capture = tmp.path().join("capture");
+    for (args, expect) in [
+        (&["--pid", "0"][..], "pid 0"),
+        (&["--cgroup", "0"][..], "cgroup id 0"),
+        (&["--cgroup", "../../../../../../etc"][..], "not a cgroup"),
+        (&["--ring-buffer", "2147483648"][..], "1 GiB"),
+        (&["--rotate-interval", "1e-9"][..], "at least 0.1 s"),
+        (&["--max-events", "0"][..], "--max-events"),
+    ] {
+        let out = Command::new(bin("fantrace-recorder"))
+            .arg("--output")
+            .arg(&capture)
+            .args(args)
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{args:?} was accepted");
+        assert!(err.contains(expect), "{args:?}: {err}");
+        assert!(!capture.exists(), "{args:?} created the capture");
+    }
+}
+
+#[test]
+fn one_recorder_per_directory() {
+    if !require_probe("one_recorder_per_directory") {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let capture = tmp.path().join("capture");
+    let first = Recorder::start(&capture, &[]);
+    let second = Command::new(bin("fantrace-recorder"))
+        .arg("--output")
+        .arg(&capture)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&second.stderr);
+    assert!(!second.status.success());
+    assert!(
+        err.contains("is being recorded by another fantrace-recorder (pid "),
+        "{err}"
+    );
+    assert_eq!(err.matches("error:").count(), 1, "one clear error: {err}");
+    let calls = run_workload(&[]);
+    first.stop();
+    // Every call once: the refused recorder recorded nothing.
+    let rows = query_json(
+        &capture,
+        &format!(
+            "SELECT count(*) AS n FROM events WHERE pid = {}",
+            calls[0].pid
+        ),
+    );
+    let from_parent = calls.iter().filter(|c| c.pid == calls[0].pid).count();
+    assert_eq!(rows[0]["n"], from_parent);
+    // Stopped, it leaves the directory free for the next one.
+    Recorder::start(&capture, &[]).stop();
+}
+
+#[test]
+fn rotation_keeps_time_under_a_storm_and_sigkill_loses_only_the_open_segment() {
+    if !require_probe("rotation_keeps_time_under_a_storm_and_sigkill_loses_only_the_open_segment") {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let capture = tmp.path().join("capture");
+    let storm = PausedWorkload::start(&["--storm", "50000", "--rounds", "400"]);
+    let mut rec = Command::new(release_bin("fantrace-recorder"))
+        .arg("--output")
+        .arg(&capture)
+        .args(["--rotate-interval", "0.5", "--pid", &storm.pid.to_string()])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_secs(2));
+    let storm_thread = std::thread::spawn(move || storm.go());
+    // In the middle of the storm, without a chance to close anything.
+    std::thread::sleep(Duration::from_millis(3000));
+    rec.kill().unwrap();
+    rec.wait().unwrap();
+    let _ = storm_thread.join();
+    let (done, _) = segments(&capture);
+    let stats = query_json(
+        &capture,
+        "SELECT segment_seq, events_written,          arrow_cast(to_timestamp_nanos(segment_end), 'Int64') -          arrow_cast(to_timestamp_nanos(segment_start), 'Int64') AS span_ns,          arrow_cast(to_timestamp_nanos(time_min), 'Int64') >=          arrow_cast(to_timestamp_nanos(segment_start), 'Int64') AS covered          FROM stats ORDER BY segment_seq",
+    );
+    eprintln!("{} finished segments: {stats:?}", done.len());
+    let with_rows = stats.iter().filter(|r| r["events_written"] != 0).count();
+    assert!(
+        with_rows >= 3,
+        "segments end on time while calls keep coming: {stats:?}"
+    );
+    for r in &stats {
+        let span = r["span_ns"].as_i64().unwrap();
+        assert!(
+            span < 1_500_000_000,
+            "a 0.5 s segment spans {span} ns: {stats:?}"
+        );
+        if r["events_written"] != 0 {
+            assert_eq!(r["covered"], true, "the window covers the rows: {r:?}");
+        }
+    }
+}
+
+/// A recorder in `--on-disk-full drop` mode with small segments, following a paused storm of
+/// `rounds` rounds of `per_round` calls with long random paths.
+fn drop_mode_storm(
+    capture: &Path,
+    per_round: u64,
+    rounds: u64,
+    pause_ms: u64,
+) -> (Recorder, PausedWorkload) {
+    let storm = PausedWorkload::start(&[
+        "--storm",
+        &per_round.to_string(),
+        "--rounds",
+        &rounds.to_string(),
+        "--round-pause-ms",
+        &pause_ms.to_string(),
+        "--path-bytes",
+        "4000",
+        "--random-paths",
+    ]);
+    let rec = Recorder::start(
+        capture,
+        &[
+            "--on-disk-full",
+            "drop",
+            "--rotate-size",
+            "65536",
+            "--pid",
+            &storm.pid.to_string(),
+        ],
+    );
+    (rec, storm)
+}
+
+#[test]
+fn a_recorder_stopped_on_a_full_disk_still_accounts_for_every_call() {
+    if !require_probe("a_recorder_stopped_on_a_full_disk_still_accounts_for_every_call") {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let small = Mount::tmpfs(&tmp.path().join("small"), "size=1m");
+    let ballast = small.0.join("ballast");
+    std::fs::write(&ballast, vec![0u8; 700 * 1024]).unwrap();
+    let capture = small.0.join("capture");
+    let (rec, storm) = drop_mode_storm(&capture, 40, 6, 300);
+    let made = storm.go()["calls"].as_u64().unwrap();
+    // Stopped with the disk still full: the abandoned segment's space is enough for the last
+    // segment, which records the stop and every dropped call.
+    let summary = rec.stop();
+    let in_progress = std::fs::read_dir(capture.join(".in-progress"))
+        .unwrap()
+        .count();
+    assert_eq!(in_progress, 0, "no partial segment left on the full disk");
+    let stats = query_json(
+        &capture,
+        "SELECT sum(events_written) AS w, sum(lost_disk_full) AS d FROM stats",
+    );
+    let (w, d) = (
+        stats[0]["w"].as_u64().unwrap(),
+        stats[0]["d"].as_u64().unwrap(),
+    );
+    eprintln!("stopped on a full disk: {made} calls, {w} written, {d} dropped; {summary}");
+    assert!(d > 0, "the disk was full: {summary}");
+    assert_eq!(w + d, made, "every call is written or counted as dropped");
+    let last = query_json(
+        &capture,
+        "SELECT stop_reason FROM stats ORDER BY segment_seq DESC LIMIT 1",
+    );
+    assert!(
+        last[0]["stop_reason"]
+            .as_str()
+            .is_some_and(|r| r.starts_with("signal SIGINT")),
+        "{last:?}"
+    );
 }
 
 #[test]
@@ -346,28 +529,7 @@ fn disk_full_with_drop_keeps_recording_and_counts_every_dropped_call() {
     let capture = small.0.join("capture");
     let rounds = 8u64;
     let per_round = 40u64;
-    let storm = PausedWorkload::start(&[
-        "--storm",
-        &per_round.to_string(),
-        "--rounds",
-        &rounds.to_string(),
-        "--round-pause-ms",
-        "600",
-        "--path-bytes",
-        "4000",
-        "--random-paths",
-    ]);
-    let rec = Recorder::start(
-        &capture,
-        &[
-            "--on-disk-full",
-            "drop",
-            "--rotate-size",
-            "65536",
-            "--pid",
-            &storm.pid.to_string(),
-        ],
-    );
+    let (rec, storm) = drop_mode_storm(&capture, per_round, rounds, 600);
     let made = storm.go()["calls"].as_u64().unwrap();
     assert_eq!(made, rounds * per_round);
     std::fs::remove_file(&ballast).unwrap();

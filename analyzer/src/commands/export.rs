@@ -205,7 +205,10 @@ pub async fn run(args: ExportArgs, opts: SessionOptions) -> anyhow::Result<()> {
     };
     let signer = args.sign.as_deref().map(Signer::load).transpose()?;
 
-    let loaded = capture::load(&args.capture)?;
+    let loaded = capture::load(
+        &args.capture,
+        capture::Checks::for_queries(opts.memory_limit),
+    )?;
     capture::warn_about_gaps(&loaded.segments);
     let ctx = session::open(&loaded.segments, &opts).await?;
     if let Some(p) = &pseudo {

@@ -13,7 +13,10 @@ pub struct InspectArgs {
 pub async fn run(mut args: InspectArgs, opts: SessionOptions) -> anyhow::Result<()> {
     // Inspect exists to show what is wrong with a capture: never stop at a bad segment.
     args.capture.skip_bad = true;
-    let loaded = capture::load(&args.capture)?;
+    let loaded = capture::load(
+        &args.capture,
+        capture::Checks::for_queries(opts.memory_limit),
+    )?;
     let ctx = session::open(&loaded.segments, &opts).await?;
     let stdout = std::io::stdout();
     let mut out = stdout.lock();

@@ -40,6 +40,9 @@ pub struct PlaybookArgs {
     /// Read what can be read and report unreadable segments.
     #[arg(long)]
     pub skip_bad: bool,
+    /// Check every segment's data against its seal first (see `query --verify-data`).
+    #[arg(long)]
+    pub verify_data: bool,
     #[arg(long, value_enum, default_value_t = Format::Table)]
     pub format: Format,
     /// In table output, cut text cells to this many characters (0: never).
@@ -74,10 +77,14 @@ pub async fn run(args: PlaybookArgs, opts: SessionOptions) -> anyhow::Result<()>
     if args.captures.is_empty() {
         anyhow::bail!("playbook {name} needs --capture DIR");
     }
-    let loaded = capture::load(&CaptureArgs {
-        captures: args.captures.clone(),
-        skip_bad: args.skip_bad,
-    })?;
+    let loaded = capture::load(
+        &CaptureArgs {
+            captures: args.captures.clone(),
+            skip_bad: args.skip_bad,
+            verify_data: args.verify_data,
+        },
+        capture::Checks::for_queries(opts.memory_limit),
+    )?;
     capture::warn_about_gaps(&loaded.segments);
     let ctx = session::open(&loaded.segments, &opts).await?;
     super::query::deliver(

@@ -63,7 +63,10 @@ fn read_sql(args: &QueryArgs) -> anyhow::Result<String> {
 pub async fn run(args: QueryArgs, opts: SessionOptions) -> anyhow::Result<()> {
     let sql = read_sql(&args)?;
     let started = std::time::Instant::now();
-    let loaded = capture::load(&args.capture)?;
+    let loaded = capture::load(
+        &args.capture,
+        capture::Checks::for_queries(opts.memory_limit),
+    )?;
     capture::warn_about_gaps(&loaded.segments);
     let ctx = session::open(&loaded.segments, &opts).await?;
     deliver(

@@ -49,7 +49,10 @@ fn replay_sql(clause: &str) -> String {
 }
 
 pub async fn run(args: ReplayArgs, opts: SessionOptions) -> anyhow::Result<()> {
-    let loaded = capture::load(&args.capture)?;
+    let loaded = capture::load(
+        &args.capture,
+        capture::Checks::for_queries(opts.memory_limit),
+    )?;
     capture::warn_about_gaps(&loaded.segments);
     let ctx = session::open(&loaded.segments, &opts).await?;
     let selection = args.selection.resolve(&ctx).await?;

@@ -29,7 +29,10 @@ const HELP: &str = "\\dt            list tables
 SQL statements end with ';' and may span lines; Tab completes names.";
 
 pub async fn run(args: ShellArgs, opts: SessionOptions) -> anyhow::Result<()> {
-    let loaded = capture::load(&args.capture)?;
+    let loaded = capture::load(
+        &args.capture,
+        capture::Checks::for_queries(opts.memory_limit),
+    )?;
     capture::warn_about_gaps(&loaded.segments);
     let ctx = session::open(&loaded.segments, &opts).await?;
     let mut names = session_names(&ctx).await?;

@@ -4,13 +4,11 @@
 //! renamed or foreign segments, row counts that do not match, gaps in time, and, with
 //! `--pubkey`, signatures. Prints a verdict; exits 0 only when everything checks out.
 use std::collections::BTreeMap;
-use std::io::Read as _;
 use std::path::{Path, PathBuf};
 
-use anyhow::{Context as _, bail};
+use anyhow::bail;
 use fantrace_schema::integrity::metadata_digest;
 use fantrace_schema::metadata as keys;
-use sha2::Digest as _;
 
 use crate::capture::{self, CaptureArgs, Segment};
 use crate::signing::PublicKey;
@@ -36,39 +34,6 @@ struct Checked<'a> {
     notes: Vec<String>,
 }
 
-/// The whole file's SHA-256 and that of its first `data_bytes` bytes, in one read.
-fn digests(path: &Path, data_bytes: Option<u64>) -> anyhow::Result<(String, Option<String>)> {
-    let mut file =
-        std::fs::File::open(path).with_context(|| format!("reading {}", path.display()))?;
-    let mut whole = sha2::Sha256::new();
-    let mut data = sha2::Sha256::new();
-    let mut seen = 0u64;
-    let mut buf = vec![0u8; 1 << 20];
-    loop {
-        let n = file
-            .read(&mut buf)
-            .with_context(|| format!("reading {}", path.display()))?;
-        if n == 0 {
-            break;
-        }
-        whole.update(&buf[..n]);
-        if let Some(limit) = data_bytes
-            && seen < limit
-        {
-            let take = ((limit - seen) as usize).min(n);
-            data.update(&buf[..take]);
-        }
-        seen += n as u64;
-    }
-    let hex = |d: &[u8]| crate::pseudonym::hex(d);
-    let data = match data_bytes {
-        Some(limit) if limit <= seen => Some(hex(&data.finalize())),
-        Some(_) => Some("(the file is shorter than its data)".to_string()),
-        None => None,
-    };
-    Ok((hex(&whole.finalize()), data))
-}
-
 fn time(segment: &Segment, key: &str) -> Option<chrono::DateTime<chrono::FixedOffset>> {
     segment
         .meta(key)
@@ -86,7 +51,7 @@ fn seq_in_name(path: &Path) -> Option<u64> {
 
 fn check_segment<'a>(segment: &'a Segment, key: Option<&PublicKey>) -> anyhow::Result<Checked<'a>> {
     let data_bytes = segment.meta_u64(keys::DATA_BYTES);
-    let (file_sha256, data_sha256) = digests(&segment.path, data_bytes)?;
+    let (file_sha256, data_sha256) = capture::digests(&segment.path, data_bytes)?;
     let mut checked = Checked {
         segment,
         file_sha256,
@@ -314,7 +279,13 @@ fn check_chains(
 pub async fn run(mut args: VerifyArgs) -> anyhow::Result<()> {
     // Every input is looked at: an unreadable one is a finding, not a reason to stop.
     args.capture.skip_bad = true;
-    let loaded = capture::load_all(&args.capture)?;
+    let loaded = capture::load_all(
+        &args.capture,
+        capture::Checks {
+            seal: false,
+            memory_limit: None,
+        },
+    )?;
     let key = args.pubkey.as_deref().map(PublicKey::load).transpose()?;
     let mut checked = Vec::new();
     for segment in &loaded.segments {

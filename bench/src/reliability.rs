@@ -1,0 +1,327 @@
+//! What holds under strain: the recorder's start-up, a capture of thousands of small segments,
+//! and the soak (minutes of storms with the recorder SIGKILLed and the disk filled at random),
+//! after which every finished segment must read back.
+use std::io::{BufRead as _, BufReader};
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context as _, bail};
+
+use crate::capture_cost::Bench;
+use crate::report::{Row, thousands};
+use crate::stats::median;
+use crate::synth::{self, SynthArgs};
+
+/// A child's wall time and peak resident memory (the kernel's account, via wait4).
+struct Measured {
+    seconds: f64,
+    peak_rss_mib: f64,
+    ok: bool,
+    stdout: String,
+}
+
+fn measure(cmd: &mut Command) -> anyhow::Result<Measured> {
+    let started = Instant::now();
+    let child = cmd
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .context("starting a measured command")?;
+    let pid = child.id() as libc::pid_t;
+    let mut stdout = String::new();
+    if let Some(mut out) = child.stdout {
+        use std::io::Read as _;
+        out.read_to_string(&mut stdout)
+            .context("reading the measured command's output")?;
+    }
+    let mut status = 0;
+    // SAFETY: rusage is plain data the kernel fills.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: waiting for our own child with valid out-pointers.
+    if unsafe { libc::wait4(pid, &mut status, 0, &mut usage) } != pid {
+        bail!("wait4: {}", std::io::Error::last_os_error());
+    }
+    Ok(Measured {
+        seconds: started.elapsed().as_secs_f64(),
+        peak_rss_mib: usage.ru_maxrss as f64 / 1024.0,
+        ok: libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0,
+        stdout,
+    })
+}
+
+impl Bench {
+    /// From exec to the recorder's "recording" line: the first start of a boot (no cached
+    /// kernel offsets) and later ones.
+    pub fn recorder_startup(&self) -> anyhow::Result<Vec<Row>> {
+        let dir = self.work.join("startup");
+        let start_once = |cold: bool| -> anyhow::Result<f64> {
+            if cold {
+                let _ = std::fs::remove_dir_all("/run/fantrace");
+            }
+            let _ = std::fs::remove_dir_all(&dir);
+            let started = Instant::now();
+            let mut child = Command::new(self.bin_dir.join("fantrace-recorder"))
+                .arg("--output")
+                .arg(&dir)
+                .stdout(Stdio::piped())
+                .stderr(Stdio::null())
+                .spawn()
+                .context("starting fantrace-recorder")?;
+            let out = child.stdout.take().context("recorder stdout")?;
+            let mut seconds = None;
+            for line in BufReader::new(out).lines() {
+                if line?.contains("recording fanotify_mark calls") {
+                    seconds = Some(started.elapsed().as_secs_f64());
+                    break;
+                }
+            }
+            // SAFETY: signalling our own child.
+            unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGINT) };
+            child.wait()?;
+            seconds.context("the recorder never said it was recording")
+        };
+        let mut rows = Vec::new();
+        for (cold, figure) in [
+            (true, "recorder start to recording, first start of a boot"),
+            (false, "recorder start to recording, later starts"),
+        ] {
+            let runs: Vec<f64> = (0..self.repeat * 2)
+                .map(|_| start_once(cold))
+                .collect::<Result<_, _>>()?;
+            let s = median(&runs);
+            eprintln!("  {figure}: {:.0} ms", s * 1e3);
+            rows.push(Row::new(figure, format!("{:.0} ms", s * 1e3)).target("≤ 250 ms", s <= 0.25));
+        }
+        Ok(rows)
+    }
+
+    /// `count(*)` over 5,000 segments of ten rows, against DuckDB on the same files.
+    pub fn many_segments(&self) -> anyhow::Result<Vec<Row>> {
+        let dir = self.work.join(format!(
+            "segments5000-v{}",
+            fantrace_schema::metadata::CURRENT_SCHEMA_VERSION
+        ));
+        let done = dir.join(".complete");
+        if !done.exists() {
+            let _ = std::fs::remove_dir_all(&dir);
+            eprintln!("  generating 5,000 segments in {}", dir.display());
+            synth::run(&SynthArgs {
+                output: dir.clone(),
+                events: 50_000,
+                segment_rows: 10,
+                hosts: 1,
+            })?;
+            std::fs::write(&done, b"")?;
+        }
+        let ours: Vec<Measured> = (0..self.repeat)
+            .map(|_| {
+                measure(
+                    Command::new(self.bin_dir.join("fantrace-analyzer"))
+                        .args(["query", "--format", "csv", "-c"])
+                        .arg(&dir)
+                        .arg("SELECT count(*) FROM calls"),
+                )
+            })
+            .collect::<Result<_, _>>()?;
+        if !ours.iter().all(|m| m.ok && m.stdout.contains("50000")) {
+            bail!("the analyzer did not count 50,000 rows over 5,000 segments");
+        }
+        let ours_s = median(&ours.iter().map(|m| m.seconds).collect::<Vec<_>>());
+        let ours_mib = median(&ours.iter().map(|m| m.peak_rss_mib).collect::<Vec<_>>());
+        eprintln!("  5,000 segments: {ours_s:.2} s, {ours_mib:.0} MiB");
+        let mut row = Row::new(
+            "count(*) over 5,000 segments of 10 rows (time, peak RSS)",
+            format!("{ours_s:.2} s, {ours_mib:.0} MiB"),
+        );
+        if self.duckdb {
+            let script = format!(
+                "import duckdb; print(duckdb.sql(\"SELECT count(*) FROM read_parquet('{}')\").fetchall())",
+                dir.join("*.parquet").display()
+            );
+            let theirs: Vec<Measured> = (0..self.repeat)
+                .map(|_| measure(Command::new("python3").args(["-c", &script])))
+                .collect::<Result<_, _>>()?;
+            let s = median(&theirs.iter().map(|m| m.seconds).collect::<Vec<_>>());
+            let mib = median(&theirs.iter().map(|m| m.peak_rss_mib).collect::<Vec<_>>());
+            row = row.peer(
+                format!("python3 + DuckDB {s:.2} s, {mib:.0} MiB"),
+                Some(ours_s / s),
+            );
+        }
+        Ok(vec![row])
+    }
+
+    /// Minutes of storms with the recorder SIGKILLed at random and its disk filled at random;
+    /// afterwards every finished segment must read back, and rows, losses and drops are
+    /// counted.
+    pub fn soak(&self, minutes: f64) -> anyhow::Result<Vec<Row>> {
+        let root = self.work.join("soak");
+        let _ = std::fs::remove_dir_all(&root);
+        std::fs::create_dir_all(&root)?;
+        let disk = root.join("disk");
+        std::fs::create_dir_all(&disk)?;
+        let mount = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", "size=64m", "fantrace-soak"])
+            .arg(&disk)
+            .status()
+            .context("mounting the soak's tmpfs")?;
+        if !mount.success() {
+            bail!("mounting a tmpfs on {} failed", disk.display());
+        }
+        let result = self.soak_on(&disk, minutes);
+        let _ = Command::new("umount").arg(&disk).status();
+        result
+    }
+
+    fn soak_on(&self, disk: &Path, minutes: f64) -> anyhow::Result<Vec<Row>> {
+        let capture = disk.join("capture");
+        let ballast = disk.join("ballast");
+        let workload = self.bin_dir.join("fantrace-workload");
+        let mut rng = 0x2545_f491_4f6c_dd1d_u64;
+        let mut next = move |n: u64| {
+            rng ^= rng << 13;
+            rng ^= rng >> 7;
+            rng ^= rng << 17;
+            rng % n
+        };
+        let deadline = Instant::now() + Duration::from_secs_f64(minutes * 60.0);
+        let (mut kills, mut disk_fulls, mut clean_stops, mut offered) = (0u64, 0u64, 0u64, 0u64);
+        let archive = self.work.join("soak").join("finished");
+        std::fs::create_dir_all(&archive)?;
+        while Instant::now() < deadline {
+            let mut rec = Command::new(self.bin_dir.join("fantrace-recorder"))
+                .arg("--output")
+                .arg(&capture)
+                .args(["--rotate-interval", "1", "--on-disk-full", "drop"])
+                .stdout(Stdio::piped())
+                .stderr(Stdio::null())
+                .spawn()
+                .context("starting the recorder")?;
+            let out = rec.stdout.take().context("recorder stdout")?;
+            let mut lines = BufReader::new(out).lines();
+            for line in lines.by_ref() {
+                if line?.contains("recording fanotify_mark calls") {
+                    break;
+                }
+            }
+            let run_for = Duration::from_secs(5 + next(20));
+            let started = Instant::now();
+            let mut filled = false;
+            while started.elapsed() < run_for {
+                let status = Command::new(&workload)
+                    .args(["--storm", "20000", "--rounds", "1", "--random-paths"])
+                    .stdout(Stdio::null())
+                    .stderr(Stdio::null())
+                    .status()
+                    .context("running the storm workload")?;
+                if status.success() {
+                    offered += 20_000;
+                }
+                if !filled && next(4) == 0 {
+                    // Fill what is left of the disk for a moment.
+                    let free = fs_free(disk)?;
+                    let _ = std::fs::write(&ballast, vec![0u8; free as usize]);
+                    filled = true;
+                    disk_fulls += 1;
+                } else if filled && next(2) == 0 {
+                    let _ = std::fs::remove_file(&ballast);
+                    filled = false;
+                }
+            }
+            let _ = std::fs::remove_file(&ballast);
+            if next(3) == 0 {
+                // SAFETY: signalling our own child.
+                unsafe { libc::kill(rec.id() as libc::pid_t, libc::SIGINT) };
+                clean_stops += 1;
+            } else {
+                rec.kill()?;
+                kills += 1;
+            }
+            rec.wait()?;
+            // Finished segments move out of the small disk, as a shipper would take them.
+            for entry in std::fs::read_dir(&capture)? {
+                let path = entry?.path();
+                if path.extension().is_some_and(|e| e == "parquet") {
+                    let name = path.file_name().context("segment name")?;
+                    std::fs::copy(&path, archive.join(name))?;
+                    std::fs::remove_file(&path)?;
+                }
+            }
+            eprintln!(
+                "  soak: {kills} kills, {clean_stops} clean stops, {disk_fulls} disk-full episodes"
+            );
+        }
+        let stats = Command::new(self.bin_dir.join("fantrace-analyzer"))
+            .args(["query", "--format", "csv", "-c"])
+            .arg(&archive)
+            .arg(
+                "SELECT count(*) AS segments, sum(events_written) AS written, \
+                 sum(events_lost) AS lost, sum(lost_disk_full) AS dropped FROM stats",
+            )
+            .output()
+            .context("reading the soak's segments back")?;
+        let rows = Command::new(self.bin_dir.join("fantrace-analyzer"))
+            .args(["query", "--format", "csv", "-c"])
+            .arg(&archive)
+            .arg("SELECT count(*) FROM calls")
+            .output()?;
+        if !stats.status.success() || !rows.status.success() {
+            bail!(
+                "a finished segment did not read back: {}{}",
+                String::from_utf8_lossy(&stats.stderr),
+                String::from_utf8_lossy(&rows.stderr)
+            );
+        }
+        let text = String::from_utf8_lossy(&stats.stdout);
+        let values: Vec<u64> = text
+            .lines()
+            .nth(1)
+            .context("stats row")?
+            .split(',')
+            .map(|v| v.trim().parse().unwrap_or(0))
+            .collect();
+        let read_back: u64 = String::from_utf8_lossy(&rows.stdout)
+            .lines()
+            .nth(1)
+            .and_then(|l| l.trim().parse().ok())
+            .context("row count")?;
+        let [segments, written, lost, dropped] = values[..] else {
+            bail!("unexpected stats: {text}");
+        };
+        if read_back != written {
+            bail!("segments claim {written} rows but {read_back} read back");
+        }
+        Ok(vec![Row::new(
+            format!(
+                "soak {minutes:.0} min: {kills} SIGKILLs, {clean_stops} clean stops, {disk_fulls} \
+                 disk-full episodes; every finished segment read back"
+            ),
+            format!(
+                "{} segments; {} of {} offered calls written, {} lost in the probe, {} dropped \
+                 on a full disk, the rest in open segments at a kill",
+                thousands(segments),
+                thousands(written),
+                thousands(offered),
+                thousands(lost),
+                thousands(dropped)
+            ),
+        )])
+    }
+}
+
+/// Free bytes on the filesystem of `path`.
+fn fs_free(path: &Path) -> anyhow::Result<u64> {
+    let c = std::ffi::CString::new(path.as_os_str().as_encoded_bytes())?;
+    // SAFETY: statvfs is plain data the kernel fills.
+    let mut st: libc::statvfs = unsafe { std::mem::zeroed() };
+    // SAFETY: a valid path and out-pointer.
+    if unsafe { libc::statvfs(c.as_ptr(), &mut st) } != 0 {
+        bail!(
+            "statvfs {}: {}",
+            path.display(),
+            std::io::Error::last_os_error()
+        );
+    }
+    Ok(st.f_bavail as u64 * st.f_frsize as u64)
+}
