@@ -87,6 +87,14 @@ impl Recorder {
         Recorder::spawn(cmd, dir)
     }
 
+    /// [`start`](Self::start) with the optimized recorder: for tests of what a SIGKILL loses,
+    /// which a debug build starved of CPU by a parallel test cannot keep up to.
+    pub fn start_release(dir: &Path, extra: &[&str]) -> Recorder {
+        let mut cmd = Command::new(release_bin("fantrace-recorder"));
+        cmd.arg("--output").arg(dir).args(extra);
+        Recorder::spawn(cmd, dir)
+    }
+
     /// Like [`start`](Self::start), on a machine called `host`: the recorder runs in a UTS
     /// namespace of its own whose host name is `host`, which is what it records.
     pub fn start_as_host(dir: &Path, host: &str, extra: &[&str]) -> Recorder {

@@ -83,7 +83,7 @@ fn sigkill_loses_at_most_the_open_segment() {
     }
     let tmp = tempfile::tempdir().unwrap();
     let capture = tmp.path().join("capture");
-    let rec = Recorder::start(&capture, &["--rotate-interval", "0.2"]);
+    let rec = Recorder::start_release(&capture, &["--rotate-interval", "0.2"]);
     let mut pids = Vec::new();
     let mut per_run = 0;
     for _ in 0..4 {
