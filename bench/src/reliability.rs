@@ -210,15 +210,15 @@ impl Bench {
             let mut filled = false;
             while started.elapsed() < run_for {
                 let status = Command::new(&workload)
-                    .args(["--storm", "20000", "--rounds", "1", "--random-paths"])
+                    .args(["--storm", "200000", "--rounds", "1", "--random-paths"])
                     .stdout(Stdio::null())
                     .stderr(Stdio::null())
                     .status()
                     .context("running the storm workload")?;
                 if status.success() {
-                    offered += 20_000;
+                    offered += 200_000;
                 }
-                if !filled && next(4) == 0 {
+                if !filled && next(8) == 0 {
                     // Fill what is left of the disk for a moment.
                     let free = fs_free(disk)?;
                     let _ = std::fs::write(&ballast, vec![0u8; free as usize]);
@@ -286,9 +286,11 @@ impl Bench {
             .nth(1)
             .and_then(|l| l.trim().parse().ok())
             .context("row count")?;
+        // `events_lost` counts the disk-full drops too.
         let [segments, written, lost, dropped] = values[..] else {
             bail!("unexpected stats: {text}");
         };
+        let lost = lost.saturating_sub(dropped);
         if read_back != written {
             bail!("segments claim {written} rows but {read_back} read back");
         }

@@ -53,6 +53,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
     // SAFETY: setting a signal disposition to SIG_IGN has no preconditions.
     unsafe { libc::signal(libc::SIGXFSZ, libc::SIG_IGN) };
     probe::require_root()?;
+    let kernel_types = probe::KernelTypes::prepare();
     let signals = drain::stop_signals()?;
     let dest = output::Destination::check(&cli.output)?;
     if cli.rotate_interval.is_zero() {
@@ -68,7 +69,8 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             return Err(e);
         }
     };
-    let loaded = probe::Probe::load_and_attach(&probe::ProbeOptions {
+    let loaded = probe::Probe::load_and_attach(probe::ProbeOptions {
+        kernel_types,
         ring_buffer_bytes: cli.ring_buffer,
         filters: probe::Filters {
             pids: cli.pids.clone(),

@@ -20,7 +20,26 @@ pub struct Probe {
     lost: PerCpuArray<MapData, u64>,
 }
 
+/// The kernel's types, being read in the background since the recorder started: parsing the
+/// BTF is the slowest step between start and recording, so it overlaps every other one.
+pub struct KernelTypes {
+    offsets: std::thread::JoinHandle<anyhow::Result<crate::btf::KernelOffsets>>,
+    btf: std::thread::JoinHandle<Result<Btf, aya::BtfError>>,
+}
+
+impl KernelTypes {
+    /// Starts reading the field offsets (from this boot's cache after the first start) and
+    /// parsing the BTF attaching needs; aya's loader parses its own copy meanwhile.
+    pub fn prepare() -> KernelTypes {
+        KernelTypes {
+            offsets: std::thread::spawn(crate::btf::kernel_offsets),
+            btf: std::thread::spawn(Btf::from_sys_fs),
+        }
+    }
+}
+
 pub struct ProbeOptions {
+    pub kernel_types: KernelTypes,
     pub ring_buffer_bytes: u32,
     pub filters: Filters,
     pub attach: AttachMode,
@@ -112,7 +131,7 @@ impl LossCounts {
 
 impl Probe {
     pub fn load_and_attach(
-        opts: &ProbeOptions,
+        opts: ProbeOptions,
     ) -> anyhow::Result<(Probe, RingBuf<MapData>, Attachment)> {
         require_root()?;
         crate::kernel::check_supported()?;
@@ -132,9 +151,11 @@ impl Probe {
         // Three parses of the kernel's BTF stand between start and recording (the offsets,
         // aya's loader, attaching); they run side by side, and the offsets come from this
         // boot's cache after the first start.
-        let offsets_job = std::thread::spawn(crate::btf::kernel_offsets);
-        let btf_job = std::thread::spawn(Btf::from_sys_fs);
         let mut loader = EbpfLoader::new();
+        let KernelTypes {
+            offsets: offsets_job,
+            btf: btf_job,
+        } = opts.kernel_types;
         let offsets = offsets_job
             .join()
             .map_err(|_| anyhow!("resolving kernel offsets panicked"))??;
