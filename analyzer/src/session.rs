@@ -57,6 +57,20 @@ pub async fn run_sql_with_schema(
     Ok((schema, batches))
 }
 
+/// What every querying command does first: find and check the captures' segments (refusing
+/// broken seals and row groups too large for the memory limit), warn about what the
+/// recordings missed, and open a session over them.
+pub async fn open_captures(
+    args: &crate::capture::CaptureArgs,
+    opts: &SessionOptions,
+) -> anyhow::Result<(crate::capture::Loaded, SessionContext)> {
+    let loaded =
+        crate::capture::load(args, crate::capture::Checks::for_queries(opts.memory_limit))?;
+    crate::capture::warn_about_gaps(&loaded.segments);
+    let ctx = open(&loaded.segments, opts).await?;
+    Ok((loaded, ctx))
+}
+
 pub async fn open(segments: &[Segment], opts: &SessionOptions) -> anyhow::Result<SessionContext> {
     use datafusion::execution::disk_manager::{DiskManagerBuilder, DiskManagerMode};
     let runtime = RuntimeEnvBuilder::new()

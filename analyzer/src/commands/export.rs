@@ -205,12 +205,7 @@ pub async fn run(args: ExportArgs, opts: SessionOptions) -> anyhow::Result<()> {
     };
     let signer = args.sign.as_deref().map(Signer::load).transpose()?;
 
-    let loaded = capture::load(
-        &args.capture,
-        capture::Checks::for_queries(opts.memory_limit),
-    )?;
-    capture::warn_about_gaps(&loaded.segments);
-    let ctx = session::open(&loaded.segments, &opts).await?;
+    let (loaded, ctx) = session::open_captures(&args.capture, &opts).await?;
     if let Some(p) = &pseudo {
         register_pseudonyms(&ctx, p);
     }

@@ -1,6 +1,6 @@
 //! `playbook`: named forensic queries shipped with the tool. Each is a `.sql` file under
 //! `src/playbook/`, whose leading `--` lines are its documentation.
-use crate::capture::{self, CaptureArgs};
+use crate::capture::CaptureArgs;
 use crate::format::Format;
 use crate::session::{self, SessionOptions};
 
@@ -77,16 +77,12 @@ pub async fn run(args: PlaybookArgs, opts: SessionOptions) -> anyhow::Result<()>
     if args.captures.is_empty() {
         anyhow::bail!("playbook {name} needs --capture DIR");
     }
-    let loaded = capture::load(
-        &CaptureArgs {
-            captures: args.captures.clone(),
-            skip_bad: args.skip_bad,
-            verify_data: args.verify_data,
-        },
-        capture::Checks::for_queries(opts.memory_limit),
-    )?;
-    capture::warn_about_gaps(&loaded.segments);
-    let ctx = session::open(&loaded.segments, &opts).await?;
+    let captures = CaptureArgs {
+        captures: args.captures.clone(),
+        skip_bad: args.skip_bad,
+        verify_data: args.verify_data,
+    };
+    let (loaded, ctx) = session::open_captures(&captures, &opts).await?;
     super::query::deliver(
         &ctx,
         sql,

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use anyhow::{Context as _, bail};
 use datafusion::prelude::SessionContext;
 
-use crate::capture::{self, CaptureArgs, Segment};
+use crate::capture::{CaptureArgs, Segment};
 use crate::format::{self, Format};
 use crate::output::{OutputArgs, PendingFile};
 use crate::session::{self, SessionOptions};
@@ -63,12 +63,7 @@ fn read_sql(args: &QueryArgs) -> anyhow::Result<String> {
 pub async fn run(args: QueryArgs, opts: SessionOptions) -> anyhow::Result<()> {
     let sql = read_sql(&args)?;
     let started = std::time::Instant::now();
-    let loaded = capture::load(
-        &args.capture,
-        capture::Checks::for_queries(opts.memory_limit),
-    )?;
-    capture::warn_about_gaps(&loaded.segments);
-    let ctx = session::open(&loaded.segments, &opts).await?;
+    let (loaded, ctx) = session::open_captures(&args.capture, &opts).await?;
     deliver(
         &ctx,
         &sql,

@@ -7,7 +7,7 @@ use arrow::array::{Array, AsArray, RecordBatch};
 use arrow::datatypes::{DataType, Int32Type, Int64Type, UInt32Type, UInt64Type};
 use fantrace_schema::decode::{CallView, strace_line};
 
-use crate::capture::{self, CaptureArgs};
+use crate::capture::CaptureArgs;
 use crate::selection::Selection;
 use crate::session::{self, SessionOptions};
 
@@ -49,12 +49,7 @@ fn replay_sql(clause: &str) -> String {
 }
 
 pub async fn run(args: ReplayArgs, opts: SessionOptions) -> anyhow::Result<()> {
-    let loaded = capture::load(
-        &args.capture,
-        capture::Checks::for_queries(opts.memory_limit),
-    )?;
-    capture::warn_about_gaps(&loaded.segments);
-    let ctx = session::open(&loaded.segments, &opts).await?;
+    let (_, ctx) = session::open_captures(&args.capture, &opts).await?;
     let selection = args.selection.resolve(&ctx).await?;
     let batches = session::run_sql(&ctx, &replay_sql(&selection.clause)).await?;
     let mut previous: Option<i64> = None;

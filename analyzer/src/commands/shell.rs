@@ -7,7 +7,7 @@ use rustyline::Editor;
 use rustyline::error::ReadlineError;
 use rustyline::history::DefaultHistory;
 
-use crate::capture::{self, CaptureArgs};
+use crate::capture::CaptureArgs;
 use crate::format::{self, Format};
 use crate::functions;
 use crate::helper::SqlHelper;
@@ -29,12 +29,7 @@ const HELP: &str = "\\dt            list tables
 SQL statements end with ';' and may span lines; Tab completes names.";
 
 pub async fn run(args: ShellArgs, opts: SessionOptions) -> anyhow::Result<()> {
-    let loaded = capture::load(
-        &args.capture,
-        capture::Checks::for_queries(opts.memory_limit),
-    )?;
-    capture::warn_about_gaps(&loaded.segments);
-    let ctx = session::open(&loaded.segments, &opts).await?;
+    let (loaded, ctx) = session::open_captures(&args.capture, &opts).await?;
     let mut names = session_names(&ctx).await?;
     names.extend(functions::HELP.iter().map(|(name, _, _)| name.to_string()));
     let mut rl: Editor<SqlHelper, DefaultHistory> =
