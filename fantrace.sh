@@ -59,6 +59,18 @@ setup_test_tools() {
   fi
 }
 
+# The fleet tests (tests/tests/e2e_fleet.rs) ship segments to a real S3-compatible server:
+# Garage, built from crates.io once (~15 min on two cores) into cargo's bin directory.
+GARAGE_VERSION=2.5.0
+
+setup_fleet_tools() {
+  if ! garage --version 2>/dev/null | grep -qF "$GARAGE_VERSION"; then
+    say "installing garage $GARAGE_VERSION (the S3-compatible server of the fleet tests; once)"
+    cargo install garage --version "$GARAGE_VERSION" --locked \
+      --no-default-features --features bundled-libs,lmdb
+  fi
+}
+
 # The kernel matrix (tests/tests/e2e_kernels.rs, and the bench's instruction counts) boots
 # Debian 12's stock kernel in a QEMU guest with virtme-ng. Everything lives under GUEST_DIR;
 # nothing is installed into the host's /boot.
@@ -115,13 +127,15 @@ setup_bench_peers() {
   fi
 }
 
+# One optimized build serves the demo, the tests and the bench: DataFusion is built once, and
+# every test judges the binaries users run.
 build() {
-  say "building the workspace"
-  cargo build --workspace --bins
+  say "building the workspace (optimized)"
+  cargo build --release --workspace --bins
 }
 
 demo() {
-  local bin=target/debug work capture rec_out rec_pid
+  local bin=target/release work capture rec_out rec_pid
   work=$(mktemp -d /tmp/fantrace-demo.XXXXXX)
   capture="$work/capture"
   rec_out="$work/recorder.out"
@@ -148,7 +162,7 @@ demo() {
     "SELECT time, pid, comm, flag_names, class, fd, abi FROM inits ORDER BY time"
   "$bin/fantrace-analyzer" query --capture "$capture" \
     "SELECT hostname, kernel_release, attach_mode, ia32_covered, events_written, events_lost, stop_reason FROM stats"
-  echo "capture kept in $capture; query it with: target/debug/fantrace-analyzer query --capture $capture \"SELECT ...\""
+  echo "capture kept in $capture; query it with: target/release/fantrace-analyzer query --capture $capture \"SELECT ...\""
 }
 
 run_tests() {
@@ -156,19 +170,16 @@ run_tests() {
   cargo fmt --all -- --check
   say "cargo clippy -D warnings"
   cargo clippy --workspace --all-targets -- -D warnings
-  say "building the optimized recorder and analyzer (memory, stack depth and keeping up with a storm are judged on them)"
-  cargo build --release -p fantrace-recorder -p fantrace-analyzer
-  say "running the test suite (end-to-end tests load the real probe)"
-  cargo test --workspace --no-fail-fast -- --test-threads=2
+  say "running the test suite, optimized (end-to-end tests load the real probe)"
+  cargo test --release --workspace --no-fail-fast -- --test-threads=2
 }
 
 case "${1:-}" in
   demo) need_root demo; setup; build; demo ;;
-  test) need_root test; setup; setup_test_tools; setup_guest; build; run_tests ;;
+  test) need_root test; setup; setup_test_tools; setup_fleet_tools; setup_guest; build; run_tests ;;
   bench)
-    need_root bench; setup; setup_bench_peers
-    say "building the workspace (optimized)"
-    cargo build --release --workspace --bins
+    need_root bench; setup; setup_bench_peers; setup_fleet_tools
+    build
     shift
     target/release/fantrace-bench "$@" ;;
   *) echo "usage: sudo $0 demo|test|bench [bench options]" >&2; exit 2 ;;

@@ -56,17 +56,30 @@ const BOUNDED: [(&str, Estimate); 9] = [
 /// Replaces DataFusion's functions named in [`BOUNDED`] by bounded ones: a call whose result
 /// would pass `budget` bytes in one batch fails with an error saying so.
 pub fn register(ctx: &SessionContext, memory_limit: usize) {
-    let budget = (memory_limit / 4) as u64;
-    for (name, estimate) in BOUNDED {
-        if let Ok(inner) = ctx.udf(name) {
-            ctx.register_udf(ScalarUDF::new_from_impl(Bounded {
-                inner,
-                estimate,
-                budget,
-                memory_limit: memory_limit as u64,
-            }));
-        }
+    for udf in wrap(|name| ctx.udf(name).ok(), memory_limit) {
+        ctx.register_udf(udf);
     }
+}
+
+/// The bounded versions of the functions `builtin` finds by name, under `memory_limit`.
+pub fn wrap(
+    builtin: impl Fn(&str) -> Option<Arc<ScalarUDF>>,
+    memory_limit: usize,
+) -> Vec<ScalarUDF> {
+    let budget = (memory_limit / 4) as u64;
+    BOUNDED
+        .iter()
+        .filter_map(|&(name, estimate)| {
+            builtin(name).map(|inner| {
+                ScalarUDF::new_from_impl(Bounded {
+                    inner,
+                    estimate,
+                    budget,
+                    memory_limit: memory_limit as u64,
+                })
+            })
+        })
+        .collect()
 }
 
 /// `lpad`/`rpad(text, n [, fill])`: `n` characters of up to four bytes each.

@@ -17,6 +17,11 @@ pub enum CaptureError {
         path: PathBuf,
         cause: std::io::Error,
     },
+    #[error(
+        "{url}: cannot read from the object store: {cause}; check the URL, the credentials in \
+         the environment and --endpoint"
+    )]
+    Remote { url: String, cause: String },
     #[error("{path}: no capture segments (*.parquet) in this directory")]
     EmptyDir { path: PathBuf },
     #[error("{pattern}: no file matches this pattern")]
@@ -94,6 +99,8 @@ pub struct Segment {
     pub largest_row_group: RowGroupSize,
     /// Whether its metadata and row counts match its seal; `None` for an unsealed segment.
     pub seal_intact: Option<bool>,
+    /// Where it is when it is not a local file (`path` then holds its URL).
+    pub object: Option<crate::remote::RemoteObject>,
 }
 
 #[derive(Debug, Clone, Copy, Default)]
@@ -174,7 +181,9 @@ impl Checks {
 #[derive(clap::Args, Debug, Clone)]
 pub struct CaptureArgs {
     /// A capture directory, a segment file, or a glob of them (quoted); repeat for several.
-    /// Segments of one capture or of several hosts can be mixed.
+    /// Segments of one capture or of several hosts can be mixed. Object stores too:
+    /// s3://bucket/prefix/ (every segment under it), gs://, az://, https:// and globs such as
+    /// 's3://bucket/fleet/host=web*/date=2026-11-2[56]/'.
     #[arg(long = "capture", short = 'c', required = true)]
     pub captures: Vec<PathBuf>,
     /// Read every segment that can be read and report the others, instead of stopping at the
@@ -185,6 +194,11 @@ pub struct CaptureArgs {
     /// more): what to use when a capture is evidence. Unsealed segments are refused.
     #[arg(long)]
     pub verify_data: bool,
+    /// The S3-compatible server for s3:// captures (Garage, MinIO, Ceph...); else
+    /// AWS_ENDPOINT_URL, else AWS. Credentials come from AWS_ACCESS_KEY_ID and
+    /// AWS_SECRET_ACCESS_KEY (GOOGLE_* and AZURE_* for gs:// and az://).
+    #[arg(long, value_name = "URL")]
+    pub endpoint: Option<String>,
 }
 
 /// The readable segments, and (with `--skip-bad`) why the others were left out.
@@ -197,8 +211,8 @@ pub struct Loaded {
 /// was given (a second copy of it, or the same file by another path, is left out with a
 /// warning). Without `skip_bad` the first unreadable input is the error; with it, unreadable
 /// inputs are collected in `bad`.
-pub fn load(args: &CaptureArgs, checks: Checks) -> anyhow::Result<Loaded> {
-    let mut loaded = load_all(args, checks)?;
+pub async fn load(args: &CaptureArgs, checks: Checks) -> anyhow::Result<Loaded> {
+    let mut loaded = load_all(args, checks).await?;
     loaded.segments = dedupe(loaded.segments, |dup, kept| {
         eprintln!(
             "fantrace-analyzer: warning: {} is the same segment as {}; reading it once",
@@ -243,7 +257,7 @@ pub fn dedupe(segments: Vec<Segment>, mut dropped: impl FnMut(&Segment, &Segment
 }
 
 /// Like [`load`], but keeps every copy: `verify` must see them.
-pub fn load_all(args: &CaptureArgs, checks: Checks) -> anyhow::Result<Loaded> {
+pub async fn load_all(args: &CaptureArgs, checks: Checks) -> anyhow::Result<Loaded> {
     let mut segments = Vec::new();
     let mut bad = Vec::new();
     let mut keep_or_fail = |err: CaptureError| -> anyhow::Result<()> {
@@ -255,32 +269,43 @@ pub fn load_all(args: &CaptureArgs, checks: Checks) -> anyhow::Result<Loaded> {
         }
     };
     let mut footer_bytes = 0;
-    for input in expand_globs(&args.captures)? {
-        match segment_paths(std::slice::from_ref(&input)) {
-            Ok(paths) => {
-                for path in paths {
-                    let checked = open_segment(&path)
-                        .and_then(|seg| checks.check(&seg).map(|()| seg))
-                        .and_then(|seg| {
-                            if args.verify_data {
-                                verify_data(&seg)?;
-                            }
-                            Ok(seg)
-                        });
-                    match checked {
-                        Ok(mut seg) => {
-                            footer_bytes +=
-                                seg.footer.as_ref().map_or(0, |f| f.metadata.memory_size());
-                            if footer_bytes > FOOTERS_KEPT_BYTES {
-                                seg.footer = None;
-                            }
-                            segments.push(seg);
-                        }
-                        Err(e) => keep_or_fail(e)?,
-                    }
+    let mut keep = |mut seg: Segment| {
+        footer_bytes += seg.footer.as_ref().map_or(0, |f| f.metadata.memory_size());
+        if footer_bytes > FOOTERS_KEPT_BYTES {
+            seg.footer = None;
+        }
+        segments.push(seg);
+    };
+    for input in &args.captures {
+        let text = input.to_string_lossy();
+        if fantrace_storage::location::is_url(&text) {
+            let objects = match crate::remote::list(&text, args.endpoint.as_deref()).await {
+                Ok(objects) => objects,
+                Err(e) => {
+                    keep_or_fail(e)?;
+                    continue;
+                }
+            };
+            for object in objects {
+                match checked(crate::remote::open_segment(object).await, checks, args).await {
+                    Ok(seg) => keep(seg),
+                    Err(e) => keep_or_fail(e)?,
                 }
             }
-            Err(e) => keep_or_fail(e)?,
+            continue;
+        }
+        for input in expand_globs(std::slice::from_ref(input))? {
+            match segment_paths(std::slice::from_ref(&input)) {
+                Ok(paths) => {
+                    for path in paths {
+                        match checked(open_segment(&path), checks, args).await {
+                            Ok(seg) => keep(seg),
+                            Err(e) => keep_or_fail(e)?,
+                        }
+                    }
+                }
+                Err(e) => keep_or_fail(e)?,
+            }
         }
     }
     for err in &bad {
@@ -364,8 +389,22 @@ fn expand_globs(inputs: &[PathBuf]) -> Result<Vec<PathBuf>, CaptureError> {
     Ok(out)
 }
 
+/// The checks a command asked for, on an opened segment.
+async fn checked(
+    opened: Result<Segment, CaptureError>,
+    checks: Checks,
+    args: &CaptureArgs,
+) -> Result<Segment, CaptureError> {
+    let segment = opened?;
+    checks.check(&segment)?;
+    if args.verify_data {
+        verify_data(&segment).await?;
+    }
+    Ok(segment)
+}
+
 /// Checks a segment's data region against its sealed digest.
-fn verify_data(segment: &Segment) -> Result<(), CaptureError> {
+async fn verify_data(segment: &Segment) -> Result<(), CaptureError> {
     let path = || segment.path.clone();
     let (Some(bytes), Some(sealed)) = (
         segment.meta_u64(keys::DATA_BYTES),
@@ -373,7 +412,7 @@ fn verify_data(segment: &Segment) -> Result<(), CaptureError> {
     ) else {
         return Err(CaptureError::Unsealed { path: path() });
     };
-    match digests(&segment.path, Some(bytes))? {
+    match segment_digests(segment, Some(bytes)).await? {
         (_, Some(data)) if data == sealed => Ok(()),
         _ => Err(CaptureError::DataChanged { path: path() }),
     }
@@ -466,7 +505,34 @@ pub fn open_segment(path: &Path) -> Result<Segment, CaptureError> {
             path: path.to_path_buf(),
             reason: e.to_string(),
         })?;
-    let file_meta = builder.metadata().file_metadata();
+    from_footer(
+        path.to_path_buf(),
+        Arc::clone(builder.metadata()),
+        builder.schema(),
+        stat.len(),
+        modified,
+    )
+}
+
+/// Opens a segment again, wherever it is (for a footer not kept in memory).
+pub async fn reopen(segment: &Segment) -> Result<Segment, CaptureError> {
+    match &segment.object {
+        Some(object) => crate::remote::open_segment(object.clone()).await,
+        None => open_segment(&segment.path),
+    }
+}
+
+/// Checks a decoded footer (of a local file or an object) is a fantrace segment this analyzer
+/// can read, and collects what the commands need from it.
+pub fn from_footer(
+    path: PathBuf,
+    parquet: Arc<ParquetMetaData>,
+    schema: &arrow::datatypes::SchemaRef,
+    size: u64,
+    modified: SystemTime,
+) -> Result<Segment, CaptureError> {
+    let path = path.as_path();
+    let file_meta = parquet.file_metadata();
     let metadata: HashMap<String, String> = file_meta
         .key_value_metadata()
         .map(|kv| {
@@ -489,7 +555,6 @@ pub fn open_segment(path: &Path) -> Result<Segment, CaptureError> {
             known: keys::CURRENT_SCHEMA_VERSION,
         });
     }
-    let schema = builder.schema();
     for column in fantrace_schema::arrow::COLUMNS {
         let Some(stored) = column.stored_type(version) else {
             continue;
@@ -506,7 +571,7 @@ pub fn open_segment(path: &Path) -> Result<Segment, CaptureError> {
             });
         }
     }
-    let meta = builder.metadata();
+    let meta = &parquet;
     let largest_row_group = meta
         .row_groups()
         .iter()
@@ -539,12 +604,24 @@ pub fn open_segment(path: &Path) -> Result<Segment, CaptureError> {
         largest_row_group,
         seal_intact,
         metadata,
+        object: None,
         footer: Some(Footer {
-            metadata: Arc::clone(builder.metadata()),
-            size: stat.len(),
+            metadata: parquet,
+            size,
             modified,
         }),
     })
+}
+
+/// A segment's SHA-256 and that of its first `data_bytes` bytes, wherever it is.
+pub async fn segment_digests(
+    segment: &Segment,
+    data_bytes: Option<u64>,
+) -> Result<(String, Option<String>), CaptureError> {
+    match &segment.object {
+        Some(object) => crate::remote::digests(object, data_bytes).await,
+        None => digests(&segment.path, data_bytes),
+    }
 }
 
 /// The whole file's SHA-256 and that of its first `data_bytes` bytes, in one read.
@@ -552,36 +629,63 @@ pub fn digests(
     path: &Path,
     data_bytes: Option<u64>,
 ) -> Result<(String, Option<String>), CaptureError> {
-    use sha2::Digest as _;
     use std::io::Read as _;
     let io = |cause| CaptureError::Io {
         path: path.to_path_buf(),
         cause,
     };
     let mut file = std::fs::File::open(path).map_err(io)?;
-    let mut whole = sha2::Sha256::new();
-    let mut data = sha2::Sha256::new();
-    let mut seen = 0u64;
+    let mut digests = Digests::new(data_bytes);
     let mut buf = vec![0u8; 1 << 20];
     loop {
         let n = file.read(&mut buf).map_err(io)?;
         if n == 0 {
             break;
         }
-        whole.update(&buf[..n]);
-        if let Some(limit) = data_bytes
-            && seen < limit
-        {
-            let take = ((limit - seen) as usize).min(n);
-            data.update(&buf[..take]);
-        }
-        seen += n as u64;
+        digests.update(&buf[..n]);
     }
-    let hex = |d: &[u8]| crate::pseudonym::hex(d);
-    let data = match data_bytes {
-        Some(limit) if limit <= seen => Some(hex(&data.finalize())),
-        Some(_) => Some("(the file is shorter than its data)".to_string()),
-        None => None,
-    };
-    Ok((hex(&whole.finalize()), data))
+    Ok(digests.finish())
+}
+
+/// The two digests of [`digests`], fed a chunk at a time.
+pub struct Digests {
+    whole: sha2::Sha256,
+    data: sha2::Sha256,
+    data_bytes: Option<u64>,
+    seen: u64,
+}
+
+impl Digests {
+    pub fn new(data_bytes: Option<u64>) -> Digests {
+        use sha2::Digest as _;
+        Digests {
+            whole: sha2::Sha256::new(),
+            data: sha2::Sha256::new(),
+            data_bytes,
+            seen: 0,
+        }
+    }
+
+    pub fn update(&mut self, chunk: &[u8]) {
+        use sha2::Digest as _;
+        self.whole.update(chunk);
+        if let Some(limit) = self.data_bytes
+            && self.seen < limit
+        {
+            let take = ((limit - self.seen) as usize).min(chunk.len());
+            self.data.update(&chunk[..take]);
+        }
+        self.seen += chunk.len() as u64;
+    }
+
+    pub fn finish(self) -> (String, Option<String>) {
+        use sha2::Digest as _;
+        let hex = |d: &[u8]| crate::pseudonym::hex(d);
+        let data = match self.data_bytes {
+            Some(limit) if limit <= self.seen => Some(hex(&self.data.finalize())),
+            Some(_) => Some("(the file is shorter than its data)".to_string()),
+            None => None,
+        };
+        (hex(&self.whole.finalize()), data)
+    }
 }

@@ -72,7 +72,17 @@ pub const HELP: &[(&str, &str, &str)] = &[
 ];
 
 pub fn register(ctx: &SessionContext) {
-    for udf in [
+    for udf in scalar_functions() {
+        ctx.register_udf(udf);
+    }
+    for udaf in aggregate_functions() {
+        ctx.register_udaf(udaf);
+    }
+}
+
+/// fantrace's scalar functions (decoding flags, masks, errno).
+pub fn scalar_functions() -> Vec<ScalarUDF> {
+    vec![
         fan_flag_names(),
         fan_mask_names(),
         fan_mark_type(),
@@ -91,10 +101,13 @@ pub fn register(ctx: &SessionContext) {
         }),
         errno_name(),
         has_mask(),
-    ] {
-        ctx.register_udf(udf);
-    }
-    ctx.register_udaf(crate::count_distinct::count());
+    ]
+}
+
+/// The aggregates fantrace replaces: `count`, whose `count(DISTINCT ...)` sizes nested values
+/// truly (see `count_distinct`).
+pub fn aggregate_functions() -> Vec<datafusion::logical_expr::AggregateUDF> {
+    vec![crate::count_distinct::count()]
 }
 
 /// A function from one integer column to text (NULL in, NULL out), decoded by [`decode_text`].

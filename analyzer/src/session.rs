@@ -24,6 +24,8 @@ pub struct SessionOptions {
     pub max_spill: u64,
     /// Neither prune nor answer by footer statistics and page indexes.
     pub no_stats: bool,
+    /// Run queries on this Ballista cluster (`df://host:port`) instead of in this process.
+    pub cluster: Option<String>,
 }
 
 /// Statements that write, change settings or reach outside the captures are refused.
@@ -65,7 +67,7 @@ pub async fn open_captures(
     opts: &SessionOptions,
 ) -> anyhow::Result<(crate::capture::Loaded, SessionContext)> {
     let loaded =
-        crate::capture::load(args, crate::capture::Checks::for_queries(opts.memory_limit))?;
+        crate::capture::load(args, crate::capture::Checks::for_queries(opts.memory_limit)).await?;
     crate::capture::warn_about_gaps(&loaded.segments);
     let ctx = open(&loaded.segments, opts).await?;
     Ok((loaded, ctx))
@@ -93,7 +95,17 @@ pub async fn open(segments: &[Segment], opts: &SessionOptions) -> anyhow::Result
     parquet.pruning = !opts.no_stats;
     config.options_mut().execution.collect_statistics = !opts.no_stats;
     // Deliberately no `enable_url_table()`: `SELECT * FROM '/etc/passwd'` must not read files.
-    let ctx = SessionContext::new_with_config_rt(config, runtime);
+    let ctx = match &opts.cluster {
+        None => SessionContext::new_with_config_rt(config, runtime),
+        Some(url) => crate::cluster::connect(url, config, runtime)?,
+    };
+    for segment in segments {
+        if let Some(object) = &segment.object {
+            let url = url::Url::parse(&object.store_url)
+                .with_context(|| format!("{}: not a store URL", object.store_url))?;
+            ctx.register_object_store(&url, Arc::clone(&object.store));
+        }
+    }
     crate::functions::register(&ctx);
     crate::bounded_functions::register(&ctx, opts.memory_limit);
     share_footers(&ctx, segments);
@@ -106,8 +118,20 @@ pub async fn open(segments: &[Segment], opts: &SessionOptions) -> anyhow::Result
             .await
             .with_context(|| format!("defining a view: {view}"))?;
     }
-    ctx.register_table("stats", Arc::new(stats_table(segments)?))
-        .context("registering table stats")?;
+    let stats = stats_table(segments)?;
+    let registered = if opts.cluster.is_some() {
+        // A cluster is sent plans, and an in-memory table is not something a plan can carry:
+        // the rows go as a VALUES list instead.
+        let view = crate::cluster::values_view(&ctx, &stats)?;
+        ctx.register_table("stats", view)
+    } else {
+        let schema = stats.schema();
+        ctx.register_table(
+            "stats",
+            Arc::new(MemTable::try_new(schema, vec![vec![stats]])?),
+        )
+    };
+    registered.context("registering table stats")?;
     Ok(ctx)
 }
 
@@ -191,11 +215,17 @@ fn share_footers(ctx: &SessionContext, segments: &[Segment]) {
         let Some(footer) = &segment.footer else {
             continue;
         };
-        let Ok(absolute) = std::path::absolute(&segment.path) else {
-            continue;
-        };
-        let Ok(location) = object_store::path::Path::from_absolute_path(&absolute) else {
-            continue;
+        let location = match &segment.object {
+            Some(object) => object.key.clone(),
+            None => {
+                let Ok(absolute) = std::path::absolute(&segment.path) else {
+                    continue;
+                };
+                let Ok(location) = object_store::path::Path::from_absolute_path(&absolute) else {
+                    continue;
+                };
+                location
+            }
         };
         let meta = object_store::ObjectMeta {
             location: location.clone(),
@@ -261,7 +291,7 @@ static INITS_VIEW: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
 });
 
 /// One row per segment: where it came from, its time span and what it holds or lost.
-fn stats_table(segments: &[Segment]) -> anyhow::Result<MemTable> {
+fn stats_table(segments: &[Segment]) -> anyhow::Result<RecordBatch> {
     let text = |key: &str| -> ArrayRef {
         Arc::new(StringArray::from_iter(
             segments.iter().map(|s| s.meta(key).map(str::to_string)),
@@ -317,6 +347,13 @@ fn stats_table(segments: &[Segment]) -> anyhow::Result<MemTable> {
     fields.push(Field::new("segment_seq", DataType::UInt64, true));
     columns.push(number(keys::SEGMENT_SEQ));
     for (name, key) in [
+        ("upload_backlog_segments", keys::UPLOAD_BACKLOG_SEGMENTS),
+        ("upload_backlog_bytes", keys::UPLOAD_BACKLOG_BYTES),
+    ] {
+        fields.push(Field::new(name, DataType::UInt64, true));
+        columns.push(number(key));
+    }
+    for (name, key) in [
         ("time_min", keys::TIME_MIN),
         ("time_max", keys::TIME_MAX),
         ("recording_id", keys::RECORDING_ID),
@@ -332,6 +369,5 @@ fn stats_table(segments: &[Segment]) -> anyhow::Result<MemTable> {
     fields.push(Field::new("schema_version", DataType::UInt64, true));
     columns.push(number(keys::SCHEMA_VERSION));
     let schema = Arc::new(Schema::new(fields));
-    let batch = RecordBatch::try_new(schema.clone(), columns)?;
-    Ok(MemTable::try_new(schema, vec![vec![batch]])?)
+    Ok(RecordBatch::try_new(schema, columns)?)
 }

@@ -4,6 +4,7 @@
 mod analysis;
 mod caller;
 mod capture_cost;
+mod fleet;
 mod icount;
 mod procfs;
 mod queries;
@@ -64,9 +65,12 @@ struct RunArgs {
     #[arg(long, default_value_t = 10_000_000)]
     events: u64,
     /// Only these scenarios (comma-separated: overhead, storm, varied, analyzer, icount,
-    /// startup, segments; soak runs only when named).
+    /// startup, segments, fleet; soak runs only when named).
     #[arg(long, value_delimiter = ',')]
     only: Vec<String>,
+    /// Events in the fleet scenario's synthetic multi-host capture.
+    #[arg(long, default_value_t = 2_000_000)]
+    fleet_events: u64,
     /// Length of the soak scenario, minutes.
     #[arg(long, default_value_t = 30.0)]
     soak_minutes: f64,
@@ -183,6 +187,10 @@ fn run(args: &RunArgs) -> anyhow::Result<()> {
     if wanted("segments") {
         eprintln!("segments: a capture of 5,000 small segments");
         rows.extend(bench.many_segments()?);
+    }
+    if wanted("fleet") {
+        eprintln!("fleet: upload to S3 (Garage), and the forensic queries on a Ballista cluster");
+        rows.extend(bench.fleet(args.fleet_events)?);
     }
     if args.only.iter().any(|o| o == "soak") {
         eprintln!(

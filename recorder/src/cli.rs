@@ -39,9 +39,28 @@ pub struct Cli {
     /// When the disk fills: stop with an error, or drop and count calls until space is back.
     #[arg(long, value_enum, default_value_t = writer::OnDiskFull::Stop)]
     pub on_disk_full: writer::OnDiskFull,
-    /// Keep only the newest N finished segments, removing older ones (0: keep all).
+    /// Keep only the newest N finished segments, removing older ones (0: keep all). With
+    /// --upload a segment is never removed before it is uploaded.
     #[arg(long, default_value_t = 0)]
     pub keep: usize,
+    /// Ship every finished segment to this object store prefix (s3://bucket/prefix, gs://,
+    /// az://), under host=<hostname>/date=<YYYY-MM-DD>/, and remove it locally once the store
+    /// holds its exact bytes. Segments wait in --output while the store cannot be reached.
+    /// Credentials come from the environment (AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY...).
+    #[arg(long, value_name = "URL")]
+    pub upload: Option<String>,
+    /// The S3-compatible server for --upload s3:// (Garage, MinIO, Ceph); else
+    /// AWS_ENDPOINT_URL, else AWS.
+    #[arg(long, value_name = "URL", requires = "upload")]
+    pub endpoint: Option<String>,
+    /// On stopping, how long to go on trying to ship waiting segments while none can be
+    /// shipped; what is left is shipped by the next run with the same --output and --upload.
+    #[arg(long, default_value = "30", value_parser = parse_seconds, requires = "upload")]
+    pub upload_patience: Duration,
+    /// Do not record: ship the segments waiting in --output to --upload, and exit (after an
+    /// outage, or to upload a capture recorded without --upload). Needs no privileges.
+    #[arg(long, requires = "upload")]
+    pub upload_only: bool,
     /// Record only this process (repeatable); filtered in the kernel.
     #[arg(long = "pid", value_parser = parse_pid)]
     pub pids: Vec<u32>,

@@ -19,6 +19,7 @@ mod probe;
 mod segment;
 mod status;
 mod tracefs;
+mod upload;
 mod writer;
 
 use std::process::ExitCode;
@@ -52,6 +53,18 @@ fn run(cli: Cli) -> anyhow::Result<()> {
     // like any other write error, not kill the recorder with SIGXFSZ mid-segment.
     // SAFETY: setting a signal disposition to SIG_IGN has no preconditions.
     unsafe { libc::signal(libc::SIGXFSZ, libc::SIG_IGN) };
+    // Opening the store checks the URL and the credentials' form without contacting it: a
+    // store that cannot be reached now is retried for as long as the recorder runs.
+    let upload_to = cli
+        .upload
+        .as_deref()
+        .map(|url| fantrace_storage::open(url, cli.endpoint.as_deref()))
+        .transpose()
+        .context("--upload")?;
+    if cli.upload_only {
+        let location = upload_to.context("--upload-only needs --upload")?;
+        return upload_only(&cli, location);
+    }
     probe::require_root()?;
     let kernel_types = probe::KernelTypes::prepare();
     let signals = drain::stop_signals()?;
@@ -108,6 +121,25 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         host: host.hostname.clone(),
         boot_id: host.boot_id.clone(),
     };
+    let (upload_wake, uploader) = match upload_to {
+        Some(location) => {
+            progress
+                .uploading
+                .store(true, std::sync::atomic::Ordering::Relaxed);
+            let (wake, woken) = std::sync::mpsc::channel();
+            let thread = upload::spawn(
+                upload::UploadConfig {
+                    dir: dest.dir.clone(),
+                    location,
+                    progress: progress.clone(),
+                    patience: cli.upload_patience,
+                },
+                woken,
+            )?;
+            (Some(wake), Some(thread))
+        }
+        None => (None, None),
+    };
     let writer::WriterHandle {
         tx,
         stopped,
@@ -124,6 +156,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         progress: progress.clone(),
         on_disk_full: cli.on_disk_full,
         attachment,
+        upload_wake,
     })?;
     println!(
         "fantrace-recorder: recording fanotify_mark calls into {} (Ctrl-C to stop)",
@@ -170,6 +203,12 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         .join()
         .map_err(|_| anyhow!("the writer thread panicked"))??;
     let drained = drained?;
+    if let Some(uploader) = uploader {
+        let shipped = uploader
+            .join()
+            .map_err(|_| anyhow!("the uploader thread panicked"))?;
+        report_upload(&shipped, &dest.dir);
+    }
     drop(lock);
     println!(
         "fantrace-recorder: stopped ({stop_reason}): {} calls recorded, {} lost, {} dropped (disk full), {} bytes in {} segment(s) under {}",
@@ -181,4 +220,61 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         dest.dir.display()
     );
     Ok(())
+}
+
+/// `--upload-only`: ships what waits in --output, holding the capture's lock so that a
+/// recorder started meanwhile does not ship the same segments.
+fn upload_only(cli: &Cli, location: fantrace_storage::Location) -> anyhow::Result<()> {
+    let dir = &cli.output;
+    let _lock = lock::CaptureLock::acquire(dir)?;
+    let progress = Arc::new(status::WriterProgress::default());
+    let (wake, woken) = std::sync::mpsc::channel::<()>();
+    // Closed at once: the uploader ships the backlog and stops when it is gone or the store
+    // made no progress for --upload-patience.
+    drop(wake);
+    let shipped = upload::spawn(
+        upload::UploadConfig {
+            dir: dir.clone(),
+            location,
+            progress,
+            patience: cli.upload_patience,
+        },
+        woken,
+    )?
+    .join()
+    .map_err(|_| anyhow!("the uploader thread panicked"))?;
+    report_upload(&shipped, dir);
+    if shipped.waiting.is_empty() {
+        Ok(())
+    } else {
+        Err(anyhow!(
+            "{} segment(s) could not be uploaded and wait in {}",
+            shipped.waiting.len(),
+            dir.display()
+        ))
+    }
+}
+
+fn report_upload(shipped: &upload::UploadSummary, dir: &std::path::Path) {
+    let rate = if shipped.seconds > 0.0 {
+        shipped.bytes as f64 / shipped.seconds / 1e6
+    } else {
+        0.0
+    };
+    println!(
+        "fantrace-recorder: uploaded {} segment(s), {} in {:.2} s ({:.1} MB/s, {:.1} segments/s)",
+        shipped.segments,
+        status::human_bytes(shipped.bytes),
+        shipped.seconds,
+        rate,
+        shipped.segments as f64 / shipped.seconds.max(1e-9),
+    );
+    if !shipped.waiting.is_empty() {
+        println!(
+            "fantrace-recorder: {} segment(s) wait in {} for upload; the next run with the same \
+             --output and --upload ships them (or --upload-only)",
+            shipped.waiting.len(),
+            dir.display()
+        );
+    }
 }

@@ -16,6 +16,11 @@ pub struct WriterProgress {
     pub bytes: AtomicU64,
     pub segments: AtomicU64,
     pub current: Mutex<String>,
+    /// With --upload: whether uploading is on, what was shipped, and what waits.
+    pub uploading: std::sync::atomic::AtomicBool,
+    pub uploaded: AtomicU64,
+    pub backlog_segments: AtomicU64,
+    pub backlog_bytes: AtomicU64,
 }
 
 impl WriterProgress {
@@ -68,13 +73,21 @@ impl Status {
             self.since = Instant::now();
             self.events_then = events;
         }
-        let line = format!(
+        let mut line = format!(
             "{events} calls ({:.0}/s), {lost} lost, {} written in {} finished segment(s), open: {}",
             self.rate,
             human_bytes(writer.bytes.load(Ordering::Relaxed)),
             writer.segments.load(Ordering::Relaxed),
             writer.current(),
         );
+        if writer.uploading.load(Ordering::Relaxed) {
+            line.push_str(&format!(
+                "; uploaded {}, backlog {} segment(s) ({})",
+                writer.uploaded.load(Ordering::Relaxed),
+                writer.backlog_segments.load(Ordering::Relaxed),
+                human_bytes(writer.backlog_bytes.load(Ordering::Relaxed)),
+            ));
+        }
         match &self.bar {
             Some(bar) => {
                 bar.set_message(line);
@@ -92,7 +105,7 @@ impl Status {
     }
 }
 
-fn human_bytes(n: u64) -> String {
+pub fn human_bytes(n: u64) -> String {
     const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
     let mut v = n as f64;
     let mut unit = 0;

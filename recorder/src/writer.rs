@@ -45,6 +45,9 @@ pub struct WriterConfig {
     pub on_disk_full: OnDiskFull,
     /// How the probe is attached, recorded in every segment.
     pub attachment: Attachment,
+    /// With --upload: told of every finished segment. Finished segments then wait for the
+    /// uploader, which removes them, and `--keep` never removes one.
+    pub upload_wake: Option<std::sync::mpsc::Sender<()>>,
 }
 
 /// What the recorder does when the capture's file system is full (ENOSPC, EDQUOT, or EFBIG
@@ -417,10 +420,27 @@ impl Writer {
             meta.push((keys::TIME_MIN.to_string(), rfc3339(lo)));
             meta.push((keys::TIME_MAX.to_string(), rfc3339(hi)));
         }
+        if cfg.upload_wake.is_some() {
+            let progress = &cfg.progress;
+            for (key, value) in [
+                (keys::UPLOAD_BACKLOG_SEGMENTS, &progress.backlog_segments),
+                (keys::UPLOAD_BACKLOG_BYTES, &progress.backlog_bytes),
+            ] {
+                meta.push((
+                    key.to_string(),
+                    value.load(std::sync::atomic::Ordering::Relaxed).to_string(),
+                ));
+            }
+        }
         let finished = open.segment.finish(meta)?;
         self.seq += 1;
         self.prev_sha256 = finished.sealed.file_sha256;
         let path = finished.path;
+        if let Some(wake) = &self.cfg.upload_wake {
+            // The uploader may be gone (it gave up with an error it logged); the segment then
+            // waits here for the next run.
+            let _ = wake.send(());
+        }
         self.current_tmp = None;
         self.at_risk_rows = 0;
         self.dropped_unreported = 0;
@@ -438,9 +458,23 @@ impl Writer {
         Ok(())
     }
 
-    /// Removes the oldest finished segments beyond `keep`.
+    /// Removes the oldest finished segments beyond `keep`. With --upload every finished
+    /// segment in the directory is one not yet uploaded, and none is removed: the uploader
+    /// removes each once the store holds it.
     fn prune(&mut self) -> anyhow::Result<()> {
         if self.cfg.keep == 0 {
+            return Ok(());
+        }
+        if self.cfg.upload_wake.is_some() {
+            let waiting = finished_segments(&self.cfg.dir)?.len();
+            if waiting > self.cfg.keep {
+                tracing::warn!(
+                    "{waiting} segments wait for upload in {}, more than --keep {}: none is \
+                     removed before it is uploaded",
+                    self.cfg.dir.display(),
+                    self.cfg.keep
+                );
+            }
             return Ok(());
         }
         let mut finished = finished_segments(&self.cfg.dir)?;
@@ -549,7 +583,7 @@ fn sorted_by_time(batch: RecordBatch) -> anyhow::Result<RecordBatch> {
 }
 
 /// This recorder's finished segments in `dir`, oldest first.
-fn finished_segments(dir: &Path) -> anyhow::Result<Vec<PathBuf>> {
+pub fn finished_segments(dir: &Path) -> anyhow::Result<Vec<PathBuf>> {
     let mut out = Vec::new();
     for entry in std::fs::read_dir(dir)
         .with_context(|| format!("listing capture directory {}", dir.display()))?

@@ -62,3 +62,8 @@ pub const PSEUDONYMIZED: &str = "fantrace.pseudonymized";
 pub const PSEUDONYM_KEY: &str = "fantrace.pseudonym_key";
 /// Fields an export removed (comma-separated).
 pub const REDACTED: &str = "fantrace.redacted";
+/// With `--upload`: the finished segments (and their bytes) still waiting in the capture
+/// directory for the object store when this one was sealed. A backlog that grows from segment
+/// to segment is an outage or a refused credential.
+pub const UPLOAD_BACKLOG_SEGMENTS: &str = "fantrace.upload_backlog_segments";
+pub const UPLOAD_BACKLOG_BYTES: &str = "fantrace.upload_backlog_bytes";

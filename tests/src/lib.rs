@@ -4,5 +4,8 @@
 //! (`guest`).
 pub mod calls;
 pub mod checks;
+pub mod cluster;
+pub mod forensic;
 pub mod guest;
 pub mod harness;
+pub mod object_store_server;

@@ -341,10 +341,12 @@ pub fn provenance_metadata(
     };
     let mut list = Vec::new();
     for s in sources {
-        let file = std::fs::File::open(&s.path)
-            .with_context(|| format!("reading {} for its digest", s.path.display()))?;
-        let sha256 = fantrace_schema::integrity::sha256_of(std::io::BufReader::new(file))
-            .with_context(|| format!("reading {} for its digest", s.path.display()))?;
+        // Called from synchronous writing code inside the runtime: a remote source's digest
+        // is read on this worker thread (the runtime is multi-threaded, so others go on).
+        let (sha256, _) = tokio::task::block_in_place(|| {
+            tokio::runtime::Handle::current().block_on(crate::capture::segment_digests(s, None))
+        })
+        .with_context(|| format!("reading {} for its digest", s.path.display()))?;
         list.push(serde_json::json!({
             "host": masked(Field::Host, s.meta(keys::HOSTNAME).unwrap_or("")),
             "boot_id": masked(Field::BootId, s.meta(keys::BOOT_ID).unwrap_or("")),

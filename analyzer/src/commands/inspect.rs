@@ -16,7 +16,8 @@ pub async fn run(mut args: InspectArgs, opts: SessionOptions) -> anyhow::Result<
     let loaded = capture::load(
         &args.capture,
         capture::Checks::for_queries(opts.memory_limit),
-    )?;
+    )
+    .await?;
     let ctx = session::open(&loaded.segments, &opts).await?;
     let stdout = std::io::stdout();
     let mut out = stdout.lock();

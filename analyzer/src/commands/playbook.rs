@@ -43,6 +43,9 @@ pub struct PlaybookArgs {
     /// Check every segment's data against its seal first (see `query --verify-data`).
     #[arg(long)]
     pub verify_data: bool,
+    /// The S3-compatible server for s3:// captures (see `query --endpoint`).
+    #[arg(long, value_name = "URL")]
+    pub endpoint: Option<String>,
     #[arg(long, value_enum, default_value_t = Format::Table)]
     pub format: Format,
     /// In table output, cut text cells to this many characters (0: never).
@@ -81,6 +84,7 @@ pub async fn run(args: PlaybookArgs, opts: SessionOptions) -> anyhow::Result<()>
         captures: args.captures.clone(),
         skip_bad: args.skip_bad,
         verify_data: args.verify_data,
+        endpoint: args.endpoint.clone(),
     };
     let (loaded, ctx) = session::open_captures(&captures, &opts).await?;
     super::query::deliver(

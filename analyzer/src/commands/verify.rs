@@ -49,9 +49,12 @@ fn seq_in_name(path: &Path) -> Option<u64> {
         .flatten()
 }
 
-fn check_segment<'a>(segment: &'a Segment, key: Option<&PublicKey>) -> anyhow::Result<Checked<'a>> {
+async fn check_segment<'a>(
+    segment: &'a Segment,
+    key: Option<&PublicKey>,
+) -> anyhow::Result<Checked<'a>> {
     let data_bytes = segment.meta_u64(keys::DATA_BYTES);
-    let (file_sha256, data_sha256) = capture::digests(&segment.path, data_bytes)?;
+    let (file_sha256, data_sha256) = capture::segment_digests(segment, data_bytes).await?;
     let mut checked = Checked {
         segment,
         file_sha256,
@@ -74,16 +77,13 @@ fn check_segment<'a>(segment: &'a Segment, key: Option<&PublicKey>) -> anyhow::R
             .problems
             .push("its data was changed after it was written (data digest differs)".into());
     }
-    let footer = segment
-        .footer
-        .as_ref()
-        .map(|f| f.metadata.clone())
-        .map_or_else(
-            || capture::open_segment(&segment.path).map(|s| s.footer.map(|f| f.metadata)),
-            |m| Ok(Some(m)),
-        )
-        .ok()
-        .flatten();
+    let footer = match &segment.footer {
+        Some(f) => Some(f.metadata.clone()),
+        None => capture::reopen(segment)
+            .await
+            .ok()
+            .and_then(|s| s.footer.map(|f| f.metadata)),
+    };
     let row_groups: Vec<i64> = footer
         .as_ref()
         .map(|m| m.row_groups().iter().map(|rg| rg.num_rows()).collect())
@@ -285,11 +285,12 @@ pub async fn run(mut args: VerifyArgs) -> anyhow::Result<()> {
             seal: false,
             memory_limit: None,
         },
-    )?;
+    )
+    .await?;
     let key = args.pubkey.as_deref().map(PublicKey::load).transpose()?;
     let mut checked = Vec::new();
     for segment in &loaded.segments {
-        checked.push(check_segment(segment, key.as_ref())?);
+        checked.push(check_segment(segment, key.as_ref()).await?);
     }
     let (chain_problems, chain_notes, recordings) = check_chains(&checked, args.max_gap);
     let mut problems: Vec<String> = loaded

@@ -1,0 +1,316 @@
+//! The fleet: recorders shipping segments to a real S3-compatible server (Garage, on
+//! loopback), the analyzer reading them back there, and a Ballista cluster of
+//! `fantrace-cluster` nodes answering the same queries as the analyzer does alone.
+use std::collections::BTreeSet;
+use std::path::Path;
+use std::process::Command;
+use std::time::Duration;
+
+use fantrace_tests::cluster::Cluster;
+use fantrace_tests::harness::{PausedWorkload, Recorder, bin, require_probe};
+use fantrace_tests::object_store_server::{BUCKET, Garage, garage_binary};
+
+/// Runs the analyzer with the S3 server's credentials; returns stdout, failing on error.
+fn analyzer_on(garage: &Garage, args: &[&str]) -> String {
+    let out = Command::new(bin("fantrace-analyzer"))
+        .args(args)
+        .envs(garage.client_env())
+        .output()
+        .expect("running fantrace-analyzer");
+    assert!(
+        out.status.success(),
+        "fantrace-analyzer {args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn json_rows(text: &str) -> Vec<serde_json::Value> {
+    text.lines()
+        .map(|l| serde_json::from_str(l).expect("the analyzer prints JSON lines"))
+        .collect()
+}
+
+fn local_segments(dir: &Path) -> Vec<String> {
+    std::fs::read_dir(dir)
+        .expect("listing the capture directory")
+        .filter_map(Result::ok)
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with("fantrace-") && n.ends_with(".parquet"))
+        .collect()
+}
+
+/// A storm of failing calls from one process; returns its pid and how many calls it made.
+fn storm(calls: u64, rounds: u64) -> (u64, u64) {
+    let w = PausedWorkload::start(&[
+        "--storm",
+        &calls.to_string(),
+        "--rounds",
+        &rounds.to_string(),
+        "--round-pause-ms",
+        "50",
+    ]);
+    let pid = u64::from(w.pid);
+    let made = w.go()["calls"]
+        .as_u64()
+        .expect("the storm says how many calls it made");
+    (pid, made)
+}
+
+#[test]
+fn uploads_survive_a_store_outage_without_losing_a_row() {
+    let test = "uploads_survive_a_store_outage_without_losing_a_row";
+    if !require_probe(test) {
+        return;
+    }
+    let Some(garage_bin) = garage_binary(test) else {
+        return;
+    };
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let mut garage = Garage::start(&garage_bin, &tmp.path().join("garage"));
+    let capture = tmp.path().join("capture");
+    let url = format!("s3://{BUCKET}/outage/");
+    // Storm threads are called storm-N; other tests' storms are told apart by pid.
+    let rec = Recorder::start_with_env(
+        &capture,
+        &[
+            "--comm",
+            "storm-0",
+            "--rotate-interval",
+            "0.3",
+            "--upload",
+            &url,
+            "--upload-patience",
+            "60",
+        ],
+        &garage.client_env(),
+    );
+    let mut storms = vec![storm(2_000, 10)];
+    // The store goes away while segments are being shipped (one every 0.3 s)...
+    garage.kill();
+    storms.push(storm(2_000, 10));
+    std::thread::sleep(Duration::from_secs(2));
+    let waiting = local_segments(&capture);
+    assert!(
+        waiting.len() >= 3,
+        "with the store down, finished segments must wait locally; found {waiting:?}"
+    );
+    // ...and comes back: the backlog drains, and what is recorded meanwhile goes up too.
+    garage.restart(&garage_bin);
+    storms.push(storm(2_000, 10));
+    let calls: u64 = storms.iter().map(|(_, n)| n).sum();
+    let pids: Vec<String> = storms.iter().map(|(pid, _)| pid.to_string()).collect();
+    let out = rec.stop();
+    assert!(
+        out.contains("uploaded"),
+        "the recorder reports its uploads: {out}"
+    );
+    assert_eq!(
+        local_segments(&capture),
+        Vec::<String>::new(),
+        "every segment is removed locally once uploaded"
+    );
+    let rows = json_rows(&analyzer_on(
+        &garage,
+        &[
+            "query",
+            "-c",
+            &url,
+            "--verify-data",
+            "--format",
+            "json",
+            &format!(
+                "SELECT count(*) AS n FROM events WHERE pid IN ({})",
+                pids.join(", ")
+            ),
+        ],
+    ));
+    assert_eq!(
+        rows[0]["n"].as_u64(),
+        Some(calls),
+        "every call recorded is in the bucket, none twice"
+    );
+    let stats = json_rows(&analyzer_on(
+        &garage,
+        &[
+            "query",
+            "-c",
+            &url,
+            "--format",
+            "json",
+            "SELECT segment, upload_backlog_segments AS backlog, events_lost FROM stats",
+        ],
+    ));
+    let hostname = std::fs::read_to_string("/proc/sys/kernel/hostname").expect("hostname");
+    let day = format!("host={}/date=", hostname.trim());
+    for s in &stats {
+        let segment = s["segment"].as_str().expect("segment URL");
+        assert!(segment.contains(&day), "Hive-partitioned key: {segment}");
+        assert_eq!(s["events_lost"].as_u64(), Some(0), "{segment} lost calls");
+    }
+    let max_backlog = stats
+        .iter()
+        .filter_map(|s| s["backlog"].as_u64())
+        .max()
+        .unwrap_or(0);
+    assert!(
+        max_backlog >= 2,
+        "segments sealed during the outage record the backlog; saw at most {max_backlog}"
+    );
+}
+
+/// Answers as sets of lines: the cluster returns rows in whatever order its partitions finish
+/// unless the query orders them, and a `LIMIT` after an `ORDER BY` with ties may pick other
+/// rows of equal rank; the queries here order by every column they limit on.
+fn answer(text: &str) -> BTreeSet<String> {
+    text.lines().map(str::to_string).collect()
+}
+
+#[test]
+fn a_cluster_answers_as_the_analyzer_does_over_a_bucket() {
+    let test = "a_cluster_answers_as_the_analyzer_does_over_a_bucket";
+    let Some(garage_bin) = garage_binary(test) else {
+        return;
+    };
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let garage = Garage::start(&garage_bin, &tmp.path().join("garage"));
+    // A fleet of three hosts, 300,000 calls in 15 segments, shipped as the recorders would.
+    let local = tmp.path().join("synthetic");
+    let synth = Command::new(bin("fantrace-bench"))
+        .args([
+            "synth",
+            "--events",
+            "300000",
+            "--segment-rows",
+            "20000",
+            "--hosts",
+            "3",
+        ])
+        .arg("--output")
+        .arg(&local)
+        .output()
+        .expect("running fantrace-bench synth");
+    assert!(
+        synth.status.success(),
+        "{}",
+        String::from_utf8_lossy(&synth.stderr)
+    );
+    let expected_local = answer(&analyzer_on(
+        &garage,
+        &[
+            "query",
+            "-c",
+            &local.to_string_lossy(),
+            "--format",
+            "csv",
+            "SELECT count(*) FROM events",
+        ],
+    ));
+    let url = format!("s3://{BUCKET}/fleet/");
+    let upload = Command::new(bin("fantrace-recorder"))
+        .arg("--output")
+        .arg(&local)
+        .args(["--upload", &url, "--upload-only"])
+        .envs(garage.client_env())
+        .output()
+        .expect("running fantrace-recorder --upload-only");
+    assert!(
+        upload.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&upload.stdout),
+        String::from_utf8_lossy(&upload.stderr)
+    );
+    // Read back from the bucket: the same rows, and the Hive layout narrows by host.
+    assert_eq!(
+        answer(&analyzer_on(
+            &garage,
+            &[
+                "query",
+                "-c",
+                &url,
+                "--format",
+                "csv",
+                "SELECT count(*) FROM events"
+            ],
+        )),
+        expected_local
+    );
+    let hosts = json_rows(&analyzer_on(
+        &garage,
+        &[
+            "query",
+            "-c",
+            &format!("s3://{BUCKET}/fleet/host=*/date=*/"),
+            "--format",
+            "json",
+            "SELECT count(DISTINCT host) AS hosts FROM events",
+        ],
+    ));
+    assert_eq!(hosts[0]["hosts"].as_u64(), Some(3));
+    // Every object's data against its seal, read through the store.
+    assert_eq!(
+        answer(&analyzer_on(
+            &garage,
+            &[
+                "query",
+                "-c",
+                &url,
+                "--verify-data",
+                "--no-stats",
+                "--format",
+                "csv",
+                "SELECT count(*) FROM events"
+            ],
+        )),
+        expected_local
+    );
+    let inspected = analyzer_on(&garage, &["inspect", "-c", &url]);
+    assert!(inspected.contains("synthetic-0002"), "{inspected}");
+
+    let cluster = Cluster::start(
+        &bin("fantrace-cluster"),
+        2,
+        2,
+        &garage.client_env(),
+        &tmp.path().join("cluster"),
+    );
+    // Every statement twice, by the analyzer alone and on the cluster: the benchmark's five
+    // forensic queries, and every playbook query.
+    let mut runs: Vec<(String, Vec<String>)> = fantrace_tests::forensic::forensic()
+        .into_iter()
+        .map(|q| {
+            let args = ["query", "-c", &url, "--format", "csv", &q.sql];
+            (
+                q.name.to_string(),
+                args.iter().map(|a| a.to_string()).collect(),
+            )
+        })
+        .collect();
+    let listing = analyzer_on(&garage, &["playbook"]);
+    for name in listing
+        .lines()
+        .filter(|l| !l.is_empty() && !l.starts_with(' '))
+    {
+        let args = ["playbook", name, "-c", &url, "--format", "csv"];
+        runs.push((
+            format!("playbook {name}"),
+            args.iter().map(|a| a.to_string()).collect(),
+        ));
+    }
+    assert!(runs.len() >= 12, "five queries and the playbook: {runs:?}");
+    let cluster_url = cluster.url();
+    for (name, args) in &runs {
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let local = analyzer_on(&garage, &args);
+        let on_cluster: Vec<&str> = ["--cluster", cluster_url.as_str()]
+            .into_iter()
+            .chain(args.iter().copied())
+            .collect();
+        let distributed = analyzer_on(&garage, &on_cluster);
+        assert_eq!(
+            answer(&distributed),
+            answer(&local),
+            "the cluster's answer to {name} differs from the analyzer's"
+        );
+    }
+}
