@@ -207,7 +207,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         let shipped = uploader
             .join()
             .map_err(|_| anyhow!("the uploader thread panicked"))?;
-        report_upload(&shipped, &dest.dir);
+        report_upload(&shipped, &dest.dir, false);
     }
     drop(lock);
     println!(
@@ -243,7 +243,7 @@ fn upload_only(cli: &Cli, location: fantrace_storage::Location) -> anyhow::Resul
     )?
     .join()
     .map_err(|_| anyhow!("the uploader thread panicked"))?;
-    report_upload(&shipped, dir);
+    report_upload(&shipped, dir, true);
     if shipped.waiting.is_empty() {
         Ok(())
     } else {
@@ -255,19 +255,23 @@ fn upload_only(cli: &Cli, location: fantrace_storage::Location) -> anyhow::Resul
     }
 }
 
-fn report_upload(shipped: &upload::UploadSummary, dir: &std::path::Path) {
-    let rate = if shipped.seconds > 0.0 {
-        shipped.bytes as f64 / shipped.seconds / 1e6
+/// What was shipped; with `rate`, how fast (for --upload-only, where the time is all upload).
+fn report_upload(shipped: &upload::UploadSummary, dir: &std::path::Path, rate: bool) {
+    let seconds = shipped.seconds.max(1e-9);
+    let speed = if rate {
+        format!(
+            " in {:.2} s ({:.1} MB/s, {:.1} segments/s)",
+            shipped.seconds,
+            shipped.bytes as f64 / seconds / 1e6,
+            shipped.segments as f64 / seconds,
+        )
     } else {
-        0.0
+        String::new()
     };
     println!(
-        "fantrace-recorder: uploaded {} segment(s), {} in {:.2} s ({:.1} MB/s, {:.1} segments/s)",
+        "fantrace-recorder: uploaded {} segment(s), {}{speed}",
         shipped.segments,
         status::human_bytes(shipped.bytes),
-        shipped.seconds,
-        rate,
-        shipped.segments as f64 / shipped.seconds.max(1e-9),
     );
     if !shipped.waiting.is_empty() {
         println!(
