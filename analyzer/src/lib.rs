@@ -82,7 +82,8 @@ enum Command {
     },
 }
 
-fn parse_bytes(s: &str) -> Result<usize, String> {
+/// A byte count as the options take it: digits and an optional K, M or G suffix.
+pub fn parse_bytes(s: &str) -> Result<usize, String> {
     let (digits, mult) = match s.char_indices().last() {
         Some((i, 'K' | 'k')) => (&s[..i], 1usize << 10),
         Some((i, 'M' | 'm')) => (&s[..i], 1 << 20),

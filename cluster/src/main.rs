@@ -18,7 +18,7 @@ struct Cli {
     endpoint: Option<String>,
     /// Memory each query may use on this node, in bytes (suffixes K, M, G): the bound the
     /// growing SQL functions are held to, and on an executor its memory pool.
-    #[arg(long, global = true, default_value = "2G", value_parser = parse_bytes)]
+    #[arg(long, global = true, default_value = "2G", value_parser = fantrace_analyzer::parse_bytes)]
     memory_limit: usize,
     #[command(subcommand)]
     role: Role,
@@ -30,20 +30,6 @@ enum Role {
     Scheduler(scheduler::SchedulerArgs),
     /// Run tasks: read segments, compute, and serve shuffle data to other executors.
     Executor(executor::ExecutorArgs),
-}
-
-fn parse_bytes(s: &str) -> Result<usize, String> {
-    let (digits, mult) = match s.char_indices().last() {
-        Some((i, 'K' | 'k')) => (&s[..i], 1usize << 10),
-        Some((i, 'M' | 'm')) => (&s[..i], 1 << 20),
-        Some((i, 'G' | 'g')) => (&s[..i], 1 << 30),
-        _ => (s, 1),
-    };
-    digits
-        .parse::<usize>()
-        .ok()
-        .and_then(|n| n.checked_mul(mult))
-        .ok_or_else(|| format!("{s:?} is not a byte count like 512M or 2G"))
 }
 
 fn main() -> ExitCode {
