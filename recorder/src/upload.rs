@@ -148,11 +148,11 @@ async fn run(cfg: &UploadConfig, wake: &Receiver<()>) -> UploadSummary {
                 Err(RecvTimeoutError::Disconnected) => {
                     // The writer is done. Stop once nothing waits, or the store made no
                     // progress for the patience; until then keep the back-off.
-                    if stop_by.is_none() {
-                        stop_by = Some(Instant::now() + cfg.patience);
-                    }
+                    let deadline = *stop_by.get_or_insert_with(|| Instant::now() + cfg.patience);
                     if failed {
-                        std::thread::sleep(until.saturating_duration_since(Instant::now()));
+                        // The back-off, but never past the patience.
+                        let resume = until.min(deadline);
+                        std::thread::sleep(resume.saturating_duration_since(Instant::now()));
                     }
                     break;
                 }

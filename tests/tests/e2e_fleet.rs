@@ -159,6 +159,89 @@ fn uploads_survive_a_store_outage_without_losing_a_row() {
     );
 }
 
+#[test]
+fn refused_credentials_and_keep_never_cost_a_segment() {
+    let test = "refused_credentials_and_keep_never_cost_a_segment";
+    if !require_probe(test) {
+        return;
+    }
+    let Some(garage_bin) = garage_binary(test) else {
+        return;
+    };
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let garage = Garage::start(&garage_bin, &tmp.path().join("garage"));
+    let capture = tmp.path().join("capture");
+    let url = format!("s3://{BUCKET}/refused/");
+    // The right key id with a wrong secret: the store refuses every request.
+    let refused: Vec<(&'static str, String)> = garage
+        .client_env()
+        .into_iter()
+        .map(|(k, v)| match k {
+            "AWS_SECRET_ACCESS_KEY" => (k, "f".repeat(64)),
+            _ => (k, v),
+        })
+        .collect();
+    let rec = Recorder::start_with_env(
+        &capture,
+        &[
+            "--comm",
+            "storm-0",
+            "--rotate-interval",
+            "0.3",
+            "--keep",
+            "1",
+            "--upload",
+            &url,
+            "--upload-patience",
+            "1",
+        ],
+        &refused,
+    );
+    let (pid, calls) = storm(2_000, 10);
+    std::thread::sleep(Duration::from_secs(1));
+    let out = rec.stop();
+    let waiting = local_segments(&capture);
+    assert!(
+        waiting.len() > 1,
+        "--keep 1 must not remove segments the store refused: {waiting:?}"
+    );
+    assert!(
+        out.contains("wait in"),
+        "the recorder says what waits: {out}"
+    );
+    // With the right credentials, --upload-only ships the backlog and leaves nothing.
+    let shipped = Command::new(bin("fantrace-recorder"))
+        .arg("--output")
+        .arg(&capture)
+        .args(["--upload", &url, "--upload-only"])
+        .envs(garage.client_env())
+        .output()
+        .expect("running fantrace-recorder --upload-only");
+    assert!(
+        shipped.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&shipped.stdout),
+        String::from_utf8_lossy(&shipped.stderr)
+    );
+    assert_eq!(local_segments(&capture), Vec::<String>::new());
+    let rows = json_rows(&analyzer_on(
+        &garage,
+        &[
+            "query",
+            "-c",
+            &url,
+            "--format",
+            "json",
+            &format!("SELECT count(*) AS n FROM events WHERE pid = {pid}"),
+        ],
+    ));
+    assert_eq!(
+        rows[0]["n"].as_u64(),
+        Some(calls),
+        "no call lost to the refusal"
+    );
+}
+
 /// Answers as sets of lines: the cluster returns rows in whatever order its partitions finish
 /// unless the query orders them, and a `LIMIT` after an `ORDER BY` with ties may pick other
 /// rows of equal rank; the queries here order by every column they limit on.
