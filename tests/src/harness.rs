@@ -9,7 +9,7 @@ use std::time::Duration;
 use crate::calls::Call;
 
 /// A workspace binary, next to the test executable's `deps/` directory. The README's test
-/// command builds them first (`cargo build --workspace --bins`).
+/// command builds them first (`cargo build --release --workspace --bins`).
 pub fn bin(name: &str) -> PathBuf {
     let exe = std::env::current_exe().expect("the test binary knows its own path");
     let dir = exe
@@ -19,7 +19,8 @@ pub fn bin(name: &str) -> PathBuf {
     let path = dir.join(name);
     assert!(
         path.exists(),
-        "{} is missing: build the workspace binaries first (`cargo build --workspace --bins`)",
+        "{} is missing: build the workspace binaries first \
+         (`cargo build --release --workspace --bins`)",
         path.display()
     );
     path
