@@ -17,6 +17,9 @@ pub struct RemoteObject {
     /// `scheme://bucket`, the URL DataFusion registers the store under.
     pub store_url: String,
     pub key: Path,
+    /// Its size and modification time, as the listing (or a HEAD) reported them.
+    pub size: u64,
+    pub modified: std::time::SystemTime,
 }
 
 /// The bytes read from an object's end in the first request: enough for a typical segment's
@@ -41,6 +44,8 @@ pub async fn list(text: &str, endpoint: Option<&str>) -> Result<Vec<RemoteObject
         store: Arc::clone(&location.store),
         store_url: store_url.clone(),
         key: meta.location,
+        size: meta.size,
+        modified: meta.last_modified.into(),
     };
     let path = location.url.path().trim_start_matches('/');
     let decoded = percent_decode(path);
@@ -124,12 +129,8 @@ pub async fn open_segment(object: RemoteObject) -> Result<Segment, CaptureError>
     use datafusion::parquet::arrow::arrow_reader::{ArrowReaderMetadata, ArrowReaderOptions};
     use datafusion::parquet::file::metadata::ParquetMetaDataReader;
     let url = format!("{}/{}", object.store_url, object.key);
-    let meta = object
-        .store
-        .head(&object.key)
-        .await
-        .map_err(|e| failed(&url, e))?;
-    let size = meta.size;
+    // The size comes from the listing: no HEAD per object.
+    let size = object.size;
     let not_parquet = |reason: String| CaptureError::NotParquet {
         path: PathBuf::from(&url),
         reason,
@@ -173,7 +174,7 @@ pub async fn open_segment(object: RemoteObject) -> Result<Segment, CaptureError>
         Arc::clone(decoded.metadata()),
         decoded.schema(),
         size,
-        meta.last_modified.into(),
+        object.modified,
     )?;
     segment.object = Some(object);
     Ok(segment)

@@ -40,6 +40,24 @@ fn local_segments(dir: &Path) -> Vec<String> {
         .collect()
 }
 
+/// `fantrace-recorder --output dir --upload url --upload-only` with the server's credentials,
+/// failing on error.
+fn upload_only(garage: &Garage, dir: &Path, url: &str) {
+    let out = Command::new(bin("fantrace-recorder"))
+        .arg("--output")
+        .arg(dir)
+        .args(["--upload", url, "--upload-only"])
+        .envs(garage.client_env())
+        .output()
+        .expect("running fantrace-recorder --upload-only");
+    assert!(
+        out.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
 /// A storm of failing calls from one process; returns its pid and how many calls it made.
 fn storm(calls: u64, rounds: u64) -> (u64, u64) {
     let w = PausedWorkload::start(&[
@@ -210,19 +228,7 @@ fn refused_credentials_and_keep_never_cost_a_segment() {
         "the recorder says what waits: {out}"
     );
     // With the right credentials, --upload-only ships the backlog and leaves nothing.
-    let shipped = Command::new(bin("fantrace-recorder"))
-        .arg("--output")
-        .arg(&capture)
-        .args(["--upload", &url, "--upload-only"])
-        .envs(garage.client_env())
-        .output()
-        .expect("running fantrace-recorder --upload-only");
-    assert!(
-        shipped.status.success(),
-        "{}{}",
-        String::from_utf8_lossy(&shipped.stdout),
-        String::from_utf8_lossy(&shipped.stderr)
-    );
+    upload_only(&garage, &capture, &url);
     assert_eq!(local_segments(&capture), Vec::<String>::new());
     let rows = json_rows(&analyzer_on(
         &garage,
@@ -290,19 +296,7 @@ fn a_cluster_answers_as_the_analyzer_does_over_a_bucket() {
         ],
     ));
     let url = format!("s3://{BUCKET}/fleet/");
-    let upload = Command::new(bin("fantrace-recorder"))
-        .arg("--output")
-        .arg(&local)
-        .args(["--upload", &url, "--upload-only"])
-        .envs(garage.client_env())
-        .output()
-        .expect("running fantrace-recorder --upload-only");
-    assert!(
-        upload.status.success(),
-        "{}{}",
-        String::from_utf8_lossy(&upload.stdout),
-        String::from_utf8_lossy(&upload.stderr)
-    );
+    upload_only(&garage, &local, &url);
     // Read back from the bucket: the same rows, and the Hive layout narrows by host.
     assert_eq!(
         answer(&analyzer_on(
