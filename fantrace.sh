@@ -57,6 +57,12 @@ setup_test_tools() {
     apt-get update -qq
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends openjdk-17-jre-headless >/dev/null
   fi
+  # The report test opens `fantrace-analyzer report` output in a real browser.
+  if ! command -v chromium >/dev/null 2>&1; then
+    say "installing chromium (the report test opens the HTML report in it)"
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium fonts-dejavu-core >/dev/null
+  fi
 }
 
 # The fleet tests (tests/tests/e2e_fleet.rs) ship segments to a real S3-compatible server:

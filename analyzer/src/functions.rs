@@ -5,15 +5,15 @@ use std::sync::Arc;
 
 use arrow::array::{
     Array, ArrayRef, ArrowPrimitiveType, AsArray, BooleanArray, ListBuilder, PrimitiveArray,
-    StringBuilder, StringViewArray, UInt32Array,
+    StringBuilder, StringViewArray, UInt32Array, UInt64Array,
 };
 use arrow::datatypes::{ArrowNativeType, DataType, Field, Int64Type, UInt32Type, UInt64Type};
 use datafusion::common::DataFusionError;
 use datafusion::logical_expr::{ColumnarValue, ScalarUDF, Volatility, create_udf};
 use datafusion::prelude::SessionContext;
 use fantrace_schema::decode::{
-    errno_text, flag_names, init_class, init_flag_names, mark_action, mark_flag_list, mark_type,
-    mask_list, mask_names,
+    errno_text, exit_status_text, flag_names, fold_mark, init_class, init_flag_names, mark_action,
+    mark_flag_list, mark_type, mask_list, mask_names,
 };
 use fantrace_schema::flags::MASK_BITS;
 
@@ -69,6 +69,21 @@ pub const HELP: &[(&str, &str, &str)] = &[
         "has_mask(mask UINT64, name TEXT) -> BOOLEAN",
         "whether the mask has the named FAN_* bit, e.g. has_mask(mask, 'FAN_OPEN_PERM')",
     ),
+    (
+        "fan_exit_status",
+        "fan_exit_status(status INT64) -> TEXT",
+        "a process_exit row's wait status as strace says it: 'exited with 1', 'killed by SIGKILL'",
+    ),
+    (
+        "fan_mark_fold",
+        "fan_mark_fold(flags LIST(UINT32), masks LIST(UINT64)) -> STRUCT(mask, ignored_mask)",
+        "a mark's masks after the successful calls on it, in order (the marks view uses it)",
+    ),
+    (
+        "marks_at",
+        "marks_at(time TEXT) -> TABLE",
+        "the marks in force (or unknown) at a moment: '2026-11-26T03:00:00Z', a date, or 15m (ago)",
+    ),
 ];
 
 pub fn register(ctx: &SessionContext) {
@@ -101,6 +116,10 @@ pub fn scalar_functions() -> Vec<ScalarUDF> {
         }),
         errno_name(),
         has_mask(),
+        unary_text::<Int64Type>("fan_exit_status", DataType::Int64, |v| {
+            Some(exit_status_text(v))
+        }),
+        fan_mark_fold(),
     ]
 }
 
@@ -236,6 +255,66 @@ fn mask_bit(wanted: &str) -> Result<u64, DataFusionError> {
                     .join(", ")
             ))
         })
+}
+
+/// `{mask, ignored_mask}` of `fan_mark_fold`.
+pub fn mark_fold_type() -> DataType {
+    DataType::Struct(
+        vec![
+            Field::new("mask", DataType::UInt64, false),
+            Field::new("ignored_mask", DataType::UInt64, false),
+        ]
+        .into(),
+    )
+}
+
+/// `fan_mark_fold(flags_list, mask_list)`: a mark's masks after the successful calls on it,
+/// given in order as two lists (`array_agg(flags ORDER BY time)`, the same for `mask`);
+/// NULL entries are skipped. The kernel's arithmetic is `decode::fold_mark`; which calls
+/// belong to one mark is the query's business.
+fn fan_mark_fold() -> ScalarUDF {
+    let list = |t: DataType| DataType::List(Arc::new(Field::new_list_field(t, true)));
+    create_udf(
+        "fan_mark_fold",
+        vec![list(DataType::UInt32), list(DataType::UInt64)],
+        mark_fold_type(),
+        Volatility::Immutable,
+        Arc::new(|args: &[ColumnarValue]| {
+            let arrays = ColumnarValue::values_to_arrays(args)?;
+            let flags = arrays[0].as_list::<i32>();
+            let masks = arrays[1].as_list::<i32>();
+            let mut mask_out = Vec::with_capacity(flags.len());
+            let mut ignored_out = Vec::with_capacity(flags.len());
+            for row in 0..flags.len() {
+                let (mask, ignored) = if flags.is_null(row) || masks.is_null(row) {
+                    (0, 0)
+                } else {
+                    let f = flags.value(row);
+                    let m = masks.value(row);
+                    let f = f.as_primitive::<UInt32Type>();
+                    let m = m.as_primitive::<UInt64Type>();
+                    fold_mark(f.iter().zip(m.iter()).filter_map(|(f, m)| match (f, m) {
+                        (Some(f), Some(m)) => Some((u64::from(f), m)),
+                        _ => None,
+                    }))
+                };
+                mask_out.push(mask);
+                ignored_out.push(ignored);
+            }
+            let DataType::Struct(fields) = mark_fold_type() else {
+                unreachable!("mark_fold_type is a struct")
+            };
+            let out = arrow::array::StructArray::try_new(
+                fields,
+                vec![
+                    Arc::new(UInt64Array::from(mask_out)) as ArrayRef,
+                    Arc::new(UInt64Array::from(ignored_out)) as ArrayRef,
+                ],
+                None,
+            )?;
+            Ok(ColumnarValue::Array(Arc::new(out) as ArrayRef))
+        }),
+    )
 }
 
 fn has_mask() -> ScalarUDF {

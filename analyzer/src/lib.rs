@@ -11,9 +11,11 @@ mod foreign;
 mod format;
 pub mod functions;
 mod helper;
+mod marks;
 mod output;
 mod pseudonym;
 mod remote;
+mod report;
 mod selection;
 mod session;
 mod signing;
@@ -64,6 +66,9 @@ enum Command {
     Inspect(commands::inspect::InspectArgs),
     /// List the shipped forensic queries, or run one.
     Playbook(commands::playbook::PlaybookArgs),
+    /// Write a self-contained HTML report: summary, timeline per process, marks in force at
+    /// the end, playbook findings. Opens offline; attach it to a ticket.
+    Report(report::ReportArgs),
     /// List the fantrace SQL functions and the columns of the events table.
     Functions,
     /// Write a capture to share: a time window, processes or any condition, from one or many
@@ -162,6 +167,7 @@ pub fn main() -> ExitCode {
                 Command::Shell(args) => commands::shell::run(args, opts).await,
                 Command::Inspect(args) => commands::inspect::run(args, opts).await,
                 Command::Playbook(args) => commands::playbook::run(args, opts).await,
+                Command::Report(args) => report::run(args, opts).await,
                 Command::Functions => {
                     print_reference();
                     Ok(())

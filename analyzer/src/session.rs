@@ -113,11 +113,22 @@ pub async fn open(segments: &[Segment], opts: &SessionOptions) -> anyhow::Result
     // The segments hold both syscalls; `events` and `inits` are the views people query.
     ctx.register_table("calls", calls.into_view())
         .context("registering table calls")?;
-    for view in [EVENTS_VIEW.as_str(), INITS_VIEW.as_str()] {
+    let exits_recorded = segments
+        .iter()
+        .all(|s| s.schema_version >= keys::EXITS_SINCE_VERSION);
+    let marks = crate::marks::view_sql(exits_recorded);
+    for view in [
+        EVENTS_VIEW.as_str(),
+        INITS_VIEW.as_str(),
+        EXITS_VIEW.as_str(),
+        marks.as_str(),
+    ] {
         ctx.sql(view)
             .await
             .with_context(|| format!("defining a view: {view}"))?;
     }
+    let marks_at = crate::marks::MarksAt::new(&ctx, exits_recorded).await?;
+    ctx.register_udtf("marks_at", Arc::new(marks_at));
     let stats = stats_table(segments)?;
     let registered = if opts.cluster.is_some() {
         // A cluster is sent plans, and an in-memory table is not something a plan can carry:
@@ -135,8 +146,8 @@ pub async fn open(segments: &[Segment], opts: &SessionOptions) -> anyhow::Result
     Ok(ctx)
 }
 
-/// Every stored row of the segments, as the current schema types it. Segments of the current
-/// version agree on every type, so DataFusion takes the schema from a footer and reads them in
+/// Every stored row of the segments, as the current schema types it. Segments of version 4 and
+/// later agree on every type, so DataFusion takes the schema from a footer and reads them in
 /// one scan. Older ones store some columns with other types or lack them: the current types are
 /// then given (their columns are cast as they are read, missing ones are NULL), and the row
 /// columns naming the host and boot, which they kept only in their metadata, are filled from
@@ -148,7 +159,8 @@ async fn calls_frame(
     use datafusion::logical_expr::{ExprSchemable as _, cast, lit};
     let path = |s: &Segment| s.path.to_string_lossy().into_owned();
     let table_schema = scan_schema();
-    let older = |s: &Segment| s.schema_version < keys::CURRENT_SCHEMA_VERSION;
+    // Version 5 only added row kinds: from version 4 on, every column has its current type.
+    let older = |s: &Segment| s.schema_version < 4;
     if !segments.iter().any(older) {
         return ctx
             .read_parquet(
@@ -288,6 +300,15 @@ static INITS_VIEW: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
     format!(
         "CREATE VIEW inits AS SELECT {INITS_COLUMNS} FROM calls WHERE syscall = 'fanotify_init'"
     )
+});
+
+/// `exits`: one row per exit of a process that created a fanotify group (segments of schema
+/// version 5 and later record them).
+pub const EXITS_COLUMNS: &str = "time, pid, tid, comm, ppid, uid, gid, cgroup_id, mnt_ns, \
+    pid_ns, exe, container_id, ret AS status, fan_exit_status(ret) AS how, host, boot_id";
+
+static EXITS_VIEW: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+    format!("CREATE VIEW exits AS SELECT {EXITS_COLUMNS} FROM calls WHERE syscall = 'process_exit'")
 });
 
 /// One row per segment: where it came from, its time span and what it holds or lost.

@@ -7,13 +7,14 @@ use aya_ebpf::{
     helpers::{bpf_ktime_get_boot_ns, bpf_probe_read_user, bpf_probe_read_user_str_bytes},
 };
 use fantrace_schema::record::{
-    Abi, CALL_RECORD_SIZE, FILTER_EXCLUDE, FILTER_INCLUDE, FilterKind, LossCause, PATH_BUF,
-    PathStatus, PendingCall, SYSCALL_INIT, SYSCALL_MARK,
+    Abi, CALL_RECORD_SIZE, CallRecord, FILTER_EXCLUDE, FILTER_INCLUDE, FilterKind, LossCause,
+    NO_ABI, PATH_BUF, PathStatus, PendingCall, SYSCALL_EXIT, SYSCALL_INIT, SYSCALL_MARK,
 };
 
 use crate::context;
 use crate::maps::{
-    CGROUP_FILTER, COMM_FILTER, EVENTS, PENDING, PID_FILTER, SUBMITTED, UID_FILTER, count_lost,
+    CGROUP_FILTER, COMM_FILTER, EVENTS, GROUP_OWNERS, PENDING, PID_FILTER, SUBMITTED, UID_FILTER,
+    count_lost,
 };
 
 /// The recorder's own tgid; its calls are not recorded. Set at load time.
@@ -182,11 +183,65 @@ pub fn exit(task: *const u8, ret: i64) {
     }
     pending.event.exit_ns = exit_ns;
     pending.event.ret = ret;
+    if pending.event.syscall == SYSCALL_INIT && ret >= 0 {
+        // The process now owns a group: its exit ends the group's marks, so it is recorded.
+        if GROUP_OWNERS.insert(&pending.event.pid, &1, 0).is_err() {
+            count_lost(LossCause::OwnersFull);
+        }
+    }
     // Mask the length so the verifier can prove the copy stays inside the map value.
     let path_len = (pending.event.path_len as usize) & (PATH_BUF - 1);
     let size = CALL_RECORD_SIZE + path_len;
     let bytes =
         unsafe { core::slice::from_raw_parts(core::ptr::from_ref(&*pending).cast::<u8>(), size) };
+    submit(bytes);
+    pending.event.enter_ns = 0;
+}
+
+/// The exit of a group owner's last thread (the caller checked): one record, no path.
+#[inline(always)]
+pub fn owner_exit(task: *const u8, tid: u32, tgid: u32) {
+    let now = unsafe { bpf_ktime_get_boot_ns() };
+    let (uid, gid) = context::uid_gid(task);
+    let cgroup_id = context::cgroup_id(task);
+    let comm = context::comm(task);
+    if filtered_out(tgid, uid, &comm, cgroup_id) {
+        return;
+    }
+    let ns = context::namespaces(task);
+    let record = CallRecord {
+        enter_ns: now,
+        exit_ns: now,
+        mask: 0,
+        ret: i64::from(context::exit_code(task)),
+        cgroup_id,
+        pid: tgid,
+        tid,
+        uid,
+        gid,
+        ppid: ns.ppid,
+        mnt_ns: ns.mnt_ns,
+        pid_ns: ns.pid_ns,
+        abi: NO_ABI,
+        _pad: [0; 3],
+        fanotify_fd: -1,
+        flags: 0,
+        dirfd: 0,
+        path_len: 0,
+        path_status: PathStatus::Null as u8,
+        syscall: SYSCALL_EXIT,
+        comm,
+    };
+    let bytes = unsafe {
+        core::slice::from_raw_parts(core::ptr::from_ref(&record).cast::<u8>(), CALL_RECORD_SIZE)
+    };
+    submit(bytes);
+}
+
+/// Puts one record on the ring buffer, or counts it lost.
+#[inline(always)]
+fn submit(bytes: &[u8]) {
+    let size = bytes.len();
     // Only the record that crosses a step wakes the recorder. Waking for every record past a
     // threshold (until the recorder caught up) raised an interrupt per call in a storm: a third
     // of the calling CPU's time in a VM, where each one is a VM exit. A per-CPU count costs a
@@ -208,5 +263,4 @@ pub fn exit(task: *const u8, ret: i64) {
     if EVENTS.output::<[u8]>(bytes, wake as u64).is_err() {
         count_lost(LossCause::RingFull);
     }
-    pending.event.enter_ns = 0;
 }

@@ -91,6 +91,24 @@ pub fn in_ia32_syscall(task: *const u8) -> bool {
     load::<u32>(task, KernelOffset::TaskThreadInfoStatus).is_some_and(|s| s & TS_COMPAT != 0)
 }
 
+/// Whether the task is its process's last thread to exit (`signal->live` already 0): the
+/// moment its fd table, and with it its fanotify groups, goes. Where the kernel's BTF lacks
+/// the counter, the thread-group leader's exit stands in.
+#[inline(always)]
+pub fn process_dead(task: *const u8, tid: u32, tgid: u32) -> bool {
+    let signal: *const u8 = load(task, KernelOffset::TaskSignal).unwrap_or(core::ptr::null());
+    match load::<i32>(signal, KernelOffset::SignalLive) {
+        Some(live) => live == 0,
+        None => tid == tgid,
+    }
+}
+
+/// The wait status the task exits with; 0 if unreadable.
+#[inline(always)]
+pub fn exit_code(task: *const u8) -> i32 {
+    load::<i32>(task, KernelOffset::TaskExitCode).unwrap_or(0)
+}
+
 pub struct TaskContext {
     pub ppid: u32,
     pub mnt_ns: u32,

@@ -6,7 +6,8 @@
 //! tracepoint mode). Each finds the arguments (`regs.rs` reads them from saved registers) and
 //! hands them to `call.rs`: at entry the caller's context (`context.rs`) and the pathname go
 //! into a per-thread pending record, at exit the return value is added and the record plus
-//! only the path bytes read go to the ring buffer (`maps.rs`).
+//! only the path bytes read go to the ring buffer (`maps.rs`). `owner_exit.rs` records the exit
+//! of every process that created a fanotify group, which ends the group's marks.
 #![cfg_attr(target_arch = "bpf", no_std)]
 #![cfg_attr(target_arch = "bpf", no_main)]
 
@@ -18,6 +19,8 @@ mod context;
 mod fentry;
 #[cfg(target_arch = "bpf")]
 mod maps;
+#[cfg(target_arch = "bpf")]
+mod owner_exit;
 #[cfg(target_arch = "bpf")]
 mod raw_syscalls;
 #[cfg(target_arch = "bpf")]

@@ -7,7 +7,7 @@ use aya_ebpf::{
     macros::{btf_map, map},
     maps::{HashMap, PerCpuArray, RingBuf},
 };
-use fantrace_schema::record::{LossCause, PendingCall};
+use fantrace_schema::record::{GROUP_OWNERS_MAX, LossCause, PendingCall};
 
 /// Completed calls, drained by the recorder.
 #[map(name = "EVENTS")]
@@ -30,6 +30,12 @@ pub static UID_FILTER: HashMap<u32, u8> = HashMap::with_max_entries(1024, 0);
 pub static COMM_FILTER: HashMap<[u8; 16], u8> = HashMap::with_max_entries(1024, 0);
 #[map(name = "CGROUP_FILTER")]
 pub static CGROUP_FILTER: HashMap<u64, u8> = HashMap::with_max_entries(1024, 0);
+
+/// Processes whose exit is recorded (tgid -> 1): filled at each successful `fanotify_init`
+/// and by the recorder at start, emptied as they exit. A hash lookup is all any other exit
+/// costs. Preallocated: kernels before 6.1 refuse tracing programs a map that allocates.
+#[map(name = "GROUP_OWNERS")]
+pub static GROUP_OWNERS: HashMap<u32, u8> = HashMap::with_max_entries(GROUP_OWNERS_MAX, 0);
 
 /// Bytes each CPU has submitted to `EVENTS`: the exit program wakes the recorder each time
 /// its CPU's count crosses another step.

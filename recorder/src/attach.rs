@@ -386,3 +386,15 @@ fn attach_raw_syscalls(ebpf: &mut Ebpf, btf: &Btf, offsets: &KernelOffsets) -> a
     }
     Ok(())
 }
+
+/// The exit of group owners, in every mode: a BTF tracepoint, which the kernels fentry and
+/// tracepoint modes run on both have. Returns the attach point's name.
+pub fn attach_owner_exit(ebpf: &mut Ebpf, btf: &Btf) -> anyhow::Result<String> {
+    let tracepoint = names::OWNER_EXIT_TRACEPOINT;
+    let tp: &mut BtfTracePoint = program(ebpf, names::OWNER_EXIT_PROGRAM)?;
+    tp.load(tracepoint, btf)
+        .with_context(|| format!("loading {}", names::OWNER_EXIT_PROGRAM))?;
+    tp.attach()
+        .with_context(|| format!("attaching to raw tracepoint {tracepoint}"))?;
+    Ok(format!("sched:{tracepoint}"))
+}

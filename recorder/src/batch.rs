@@ -1,7 +1,7 @@
 //! Batch: ring-buffer items become Arrow rows.
 use arrow::array::RecordBatch;
 use fantrace_schema::arrow::{EventBuilder, ItemError, Origin, parse_item};
-use fantrace_schema::record::CallRecord;
+use fantrace_schema::record::{CallRecord, SYSCALL_EXIT};
 
 use crate::enrich::Enricher;
 
@@ -33,6 +33,10 @@ impl Batcher {
         let process = self.enricher.lookup(ev.pid);
         self.builder
             .append(&ev, path, self.boot_to_wall_ns, process);
+        if ev.syscall == SYSCALL_EXIT {
+            // The pid may be reused by another program from now on.
+            self.enricher.forget(ev.pid);
+        }
         Ok((ev, path))
     }
 

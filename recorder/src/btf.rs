@@ -57,6 +57,9 @@ fn btf_path(which: KernelOffset) -> (&'static str, &'static str) {
         K::PtRegsCx => ("pt_regs", "cx"),
         K::PtRegsBp => ("pt_regs", "bp"),
         K::PtRegsOrigAx => ("pt_regs", "orig_ax"),
+        K::TaskSignal => ("task_struct", "signal"),
+        K::SignalLive => ("signal_struct", "live.counter"),
+        K::TaskExitCode => ("task_struct", "exit_code"),
     }
 }
 

@@ -14,7 +14,8 @@ use crate::probe::{LossCounts, Probe};
 use crate::status::{Status, WriterProgress};
 use crate::writer::ToWriter;
 use fantrace_schema::decode::{CallView, strace_line};
-use fantrace_schema::record::{Abi, CallRecord, PathStatus, SYSCALL_INIT};
+use fantrace_schema::arrow::SYSCALL_NAMES;
+use fantrace_schema::record::{Abi, CallRecord, PathStatus};
 
 /// Records drained before the loop looks at signals and timers again.
 const DRAIN_CHUNK: u64 = crate::batch::BATCH_ROWS as u64;
@@ -198,11 +199,10 @@ fn print_call(ev: &CallRecord, path: &[u8], boot_to_wall_ns: i64) {
     println!(
         "{}",
         strace_line(&CallView {
-            syscall: if ev.syscall == SYSCALL_INIT {
-                "fanotify_init"
-            } else {
-                "fanotify_mark"
-            },
+            syscall: SYSCALL_NAMES
+                .get(usize::from(ev.syscall))
+                .copied()
+                .unwrap_or("fanotify_mark"),
             time_ns: (ev.enter_ns as i64).saturating_add(boot_to_wall_ns),
             comm: &comm,
             pid: ev.pid,

@@ -15,6 +15,10 @@ pub struct Enricher {
 }
 
 impl Enricher {
+    pub fn forget(&mut self, pid: u32) {
+        self.cache.remove(&pid);
+    }
+
     pub fn lookup(&mut self, pid: u32) -> &ProcessInfo {
         if self.cache.len() >= MAX_CACHED && !self.cache.contains_key(&pid) {
             self.cache.clear();

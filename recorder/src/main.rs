@@ -15,6 +15,7 @@ mod host;
 mod kernel;
 mod lock;
 mod output;
+mod owners;
 mod probe;
 mod segment;
 mod status;

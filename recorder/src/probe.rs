@@ -200,7 +200,15 @@ impl Probe {
             &f.cgroups,
             &f.exclude_cgroups,
         )?;
-        let attachment = crate::attach::attach(&mut ebpf, &btf, &offsets, opts.attach, opts.ia32)?;
+        let mut attachment =
+            crate::attach::attach(&mut ebpf, &btf, &offsets, opts.attach, opts.ia32)?;
+        // The syscall programs are in: from here every new group's owner goes into the map
+        // by itself, so holders found now plus those complete it.
+        let holders = crate::owners::seed(&mut ebpf, own_tgid)?;
+        tracing::debug!("{holders} process(es) held a fanotify group at start");
+        attachment
+            .points
+            .push(crate::attach::attach_owner_exit(&mut ebpf, &btf)?);
         let events = take_map(&mut ebpf, names::EVENTS_MAP)?;
         let events = RingBuf::try_from(events).context("EVENTS is not a ring buffer")?;
         let lost = take_map(&mut ebpf, names::LOST_MAP)?;

@@ -12,7 +12,7 @@ use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
 use arrow::error::ArrowError;
 
 use crate::metadata;
-use crate::record::{Abi, CallRecord, PathStatus, SYSCALL_INIT};
+use crate::record::{Abi, CallRecord, PathStatus, SYSCALL_EXIT, SYSCALL_INIT, SYSCALL_MARK};
 
 /// One column of the `events` table.
 pub struct Column {
@@ -22,14 +22,14 @@ pub struct Column {
     pub doc: &'static str,
 }
 
-/// `syscall` holds one of two names: stored as an Arrow dictionary, readers get small keys to
+/// `syscall` holds one of three names: stored as an Arrow dictionary, readers get small keys to
 /// compare instead of a 13-byte string per row (the `events` view tests it on every row).
 pub fn syscall_type() -> DataType {
     DataType::Dictionary(Box::new(DataType::UInt8), Box::new(DataType::Utf8))
 }
 
 /// The `syscall` dictionary, indexed by `CallRecord::syscall`.
-const SYSCALL_NAMES: [&str; 2] = ["fanotify_mark", "fanotify_init"];
+pub const SYSCALL_NAMES: [&str; 3] = ["fanotify_mark", "fanotify_init", "process_exit"];
 
 /// `abi` holds one of two names, stored like `syscall`.
 pub fn abi_type() -> DataType {
@@ -59,7 +59,7 @@ macro_rules! columns {
 }
 
 columns! {
-    "syscall": syscall_type(), false, "fanotify_mark, or fanotify_init for the companion rows (then flags/mask hold its flags/event_f_flags and ret its fd); the analyzer's events and inits views split them.";
+    "syscall": syscall_type(), false, "fanotify_mark; fanotify_init for the companion rows (then flags/mask hold its flags/event_f_flags and ret its fd); process_exit for the exit of a process that created a fanotify group (ret holds its wait status; segments before schema version 5 have none). The analyzer's events, inits and exits views split them.";
     "time": timestamp_utc(), false, "Wall-clock time of syscall entry (UTC), converted from CLOCK_BOOTTIME with the offset in the segment metadata.";
     "duration_ns": DataType::Int64, false, "Time spent inside the syscall, in nanoseconds.";
     "pid": DataType::UInt32, false, "Process id (thread-group id) in the initial pid namespace.";
@@ -81,7 +81,7 @@ columns! {
     "pathname_raw": DataType::Binary, true, "Argument 5 byte-exact, only when it is not valid UTF-8; NULL for every other row.";
     "pathname_status": DataType::Utf8, false, "ok, null (NULL pointer), fault (unreadable pointer) or truncated (longer than 4095 bytes; the prefix is kept).";
     "ret": DataType::Int64, false, "Return value: 0 or -errno.";
-    "abi": abi_type(), true, "The syscall ABI the call came in through: x86_64 (native) or ia32 (a 32-bit call, int $0x80, also from a 64-bit process). NULL in segments before schema version 4, whose recorder saw only native calls.";
+    "abi": abi_type(), true, "The syscall ABI the call came in through: x86_64 (native) or ia32 (a 32-bit call, int $0x80, also from a 64-bit process). NULL for process_exit rows, and in segments before schema version 4, whose recorder saw only native calls.";
     "host": origin_type(), false, "Host name of the machine that recorded the call (segments before schema version 4: taken from their metadata when read).";
     "boot_id": origin_type(), false, "Boot id of that machine (/proc/sys/kernel/random/boot_id): pids and times are meaningful per host and boot.";
 }
@@ -308,14 +308,18 @@ impl EventBuilder {
         self.pathname_status
             .append_value(status.map(PathStatus::name).unwrap_or("unknown"));
         self.ret.append_value(ev.ret);
-        self.syscall.push(u8::from(ev.syscall == SYSCALL_INIT));
+        // An unknown kind from a newer probe reads as a mark rather than breaking the batch.
+        self.syscall.push(match ev.syscall {
+            SYSCALL_INIT | SYSCALL_EXIT => ev.syscall,
+            _ => SYSCALL_MARK,
+        });
         self.abi.push(Abi::from_u8(ev.abi).map(|a| a as u8));
     }
 
     /// The rows appended so far, as one batch; the builder is left empty.
     pub fn finish(&mut self) -> Result<RecordBatch, ArrowError> {
         let rows = self.len();
-        const _: () = assert!(SYSCALL_INIT == 1 && crate::record::SYSCALL_MARK == 0);
+        const _: () = assert!(SYSCALL_MARK == 0 && SYSCALL_INIT == 1 && SYSCALL_EXIT == 2);
         let keys = UInt8Array::from(std::mem::take(&mut self.syscall));
         let syscall =
             DictionaryArray::try_new(keys, Arc::new(StringArray::from(SYSCALL_NAMES.to_vec())))?;

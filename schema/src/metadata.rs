@@ -6,8 +6,11 @@
 /// are ignored in favour of the same values decoded from flags and mask. Version 3 stores
 /// `syscall` as a dictionary (see `arrow::Column::stored_type`). Version 4 adds `abi` (the
 /// recorder sees ia32 calls too), `host` and `boot_id` as columns, the attach-mode keys and
-/// the integrity keys below.
-pub const CURRENT_SCHEMA_VERSION: u32 = 4;
+/// the integrity keys below. Version 5 adds `process_exit` rows (the exit of every process that
+/// created a fanotify group): in older segments the end of a group's owner is not seen.
+pub const CURRENT_SCHEMA_VERSION: u32 = 5;
+/// The first version whose recorder records group owners' exits.
+pub const EXITS_SINCE_VERSION: u32 = 5;
 
 pub const SCHEMA_VERSION: &str = "fantrace.schema_version";
 pub const RECORDER_VERSION: &str = "fantrace.recorder_version";

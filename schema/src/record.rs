@@ -2,8 +2,9 @@
 //!
 //! A ring-buffer item is a [`CallRecord`] immediately followed by `path_len` bytes of the
 //! pathname (no terminating NUL). Only the bytes actually read are copied, so a short path costs
-//! a short record. One record type serves both syscalls: `fanotify_mark(2)` and its companion
-//! `fanotify_init(2)` (whose fd the marks name), told apart by [`CallRecord::syscall`].
+//! a short record. One record type serves both syscalls, `fanotify_mark(2)` and its companion
+//! `fanotify_init(2)` (whose fd the marks name), and the exit of a process that created a
+//! fanotify group (which ends the group's marks), told apart by [`CallRecord::syscall`].
 
 /// Size of the probe's pathname buffer: a full `PATH_MAX`, including the terminating NUL.
 pub const PATH_BUF: usize = 4096;
@@ -34,6 +35,13 @@ pub mod names {
     pub const INIT_X64_FEXIT: &str = "init_x64_fexit";
     pub const INIT_IA32_FENTRY: &str = "init_ia32_fentry";
     pub const INIT_IA32_FEXIT: &str = "init_ia32_fexit";
+    /// The `sched_process_exit` BTF tracepoint program, attached in every mode: it records
+    /// the exit of processes in [`GROUP_OWNERS_MAP`].
+    pub const OWNER_EXIT_PROGRAM: &str = "group_owner_exit";
+    pub const OWNER_EXIT_TRACEPOINT: &str = "sched_process_exit";
+    /// Processes (tgid -> 1) whose exit is recorded: every one that created a fanotify group
+    /// while recording, and those holding a group's fd when the recorder started.
+    pub const GROUP_OWNERS_MAP: &str = "GROUP_OWNERS";
     /// Global holding the recorder's own tgid, whose calls are never recorded.
     pub const RECORDER_TGID_GLOBAL: &str = "RECORDER_TGID";
     /// Global holding the number of unread ring-buffer bytes past which the probe wakes the
@@ -156,10 +164,16 @@ pub enum KernelOffset {
     PtRegsCx = 27,
     PtRegsBp = 28,
     PtRegsOrigAx = 29,
+    /// `task->signal->live`: the number of live threads of the process, 0 once its last
+    /// thread is exiting (decremented before `sched_process_exit` fires).
+    TaskSignal = 30,
+    SignalLive = 31,
+    /// `task_struct.exit_code`: the wait status the process exits with.
+    TaskExitCode = 32,
 }
 
 impl KernelOffset {
-    pub const COUNT: usize = 30;
+    pub const COUNT: usize = 33;
     pub const ALL: [KernelOffset; Self::COUNT] = [
         Self::TaskPid,
         Self::TaskTgid,
@@ -191,6 +205,9 @@ impl KernelOffset {
         Self::PtRegsCx,
         Self::PtRegsBp,
         Self::PtRegsOrigAx,
+        Self::TaskSignal,
+        Self::SignalLive,
+        Self::TaskExitCode,
     ];
 
     /// The fields without which no call can be recorded correctly (the caller's ids, name and
@@ -222,16 +239,20 @@ pub enum LossCause {
     RingFull = 0,
     /// The kernel could not allocate the thread's in-flight record at syscall entry.
     PendingFull = 1,
+    /// A process created a fanotify group but the map of group owners was full: its exit,
+    /// one record, will not be delivered.
+    OwnersFull = 2,
 }
 
 impl LossCause {
-    pub const COUNT: u32 = 2;
-    pub const ALL: [LossCause; 2] = [Self::RingFull, Self::PendingFull];
+    pub const COUNT: u32 = 3;
+    pub const ALL: [LossCause; 3] = [Self::RingFull, Self::PendingFull, Self::OwnersFull];
 
     pub const fn name(self) -> &'static str {
         match self {
             Self::RingFull => "ring_full",
             Self::PendingFull => "pending_full",
+            Self::OwnersFull => "owners_full",
         }
     }
 }
@@ -241,6 +262,14 @@ pub const SYSCALL_MARK: u8 = 0;
 /// `CallRecord::syscall` of a `fanotify_init(2)` call: `flags` holds its `flags` argument,
 /// `mask` its `event_f_flags`, `ret` the new fd; `fanotify_fd` is -1 and there is no path.
 pub const SYSCALL_INIT: u8 = 1;
+/// `CallRecord::syscall` of the exit of a process that created a fanotify group (the
+/// `sched_process_exit` tracepoint, when its last thread exits): `ret` holds the exit status
+/// as `wait(2)` reports it, `fanotify_fd` is -1, `abi` is [`NO_ABI`] and there is no path.
+pub const SYSCALL_EXIT: u8 = 2;
+/// `CallRecord::abi` of a record that is not a syscall (a process exit).
+pub const NO_ABI: u8 = 0xff;
+/// Capacity of the group-owner map: processes that created a fanotify group and are alive.
+pub const GROUP_OWNERS_MAX: u32 = 16384;
 
 /// The system-call ABI a call came in through: which syscall table, which registers hold the
 /// arguments, how wide pointers are. A 64-bit process can make 32-bit (ia32) calls too
@@ -320,7 +349,7 @@ pub struct CallRecord {
     pub path_len: u16,
     /// A [`PathStatus`] value.
     pub path_status: u8,
-    /// [`SYSCALL_MARK`] or [`SYSCALL_INIT`].
+    /// [`SYSCALL_MARK`], [`SYSCALL_INIT`] or [`SYSCALL_EXIT`].
     pub syscall: u8,
     pub comm: [u8; 16],
 }

@@ -8,4 +8,5 @@ pub mod cluster;
 pub mod forensic;
 pub mod guest;
 pub mod harness;
+pub mod lifecycle;
 pub mod object_store_server;

@@ -2,12 +2,13 @@
 //! Debian 12's 6.1 (the LTS series most servers run) has BPF trampolines, an older verifier and
 //! ia32 emulation, so it exercises what this machine's kernel cannot: the fentry mode, and the
 //! probe passing an older verifier. The test boots the guest once; inside, it records the
-//! scenario workload and a loss storm in fentry and in tracepoint mode; back on the host the
+//! scenario workload, the mark lifecycle and a loss storm in fentry and in tracepoint mode; back on the host the
 //! captures are checked exactly like the host's own.
 use std::path::Path;
 use std::time::Duration;
 
-use fantrace_tests::calls::Call;
+use fantrace_tests::calls::{Call, realtime_ns};
+use fantrace_tests::lifecycle::{self, assert_marks_follow};
 use fantrace_tests::checks::{assert_every_call_captured, assert_written_plus_lost, attach_mode};
 use fantrace_tests::guest::{DEBIAN_6_1, GUEST_OUT_ENV, guest_out, require_guest};
 use fantrace_tests::harness::{PausedWorkload, Recorder, query_json, require_probe, run_workload};
@@ -26,7 +27,29 @@ fn record_in_guest(out: &Path) {
         std::fs::create_dir_all(&dir).unwrap();
         let rec = Recorder::start(&dir.join("scenario"), &["--attach", mode]);
         let calls = run_workload(&["--linger-ms", "500"]);
+        // The shared directory is 9p, whose inodes do not stay the same from one path lookup to
+        // the next, so an inode mark could never be found again to remove: the lifecycle
+        // marks a tmpfs of the guest's own.
+        let watched = dir.join("watched");
+        std::fs::create_dir_all(&watched).unwrap();
+        let mounted = std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "fantrace-watched"])
+            .arg(&watched)
+            .status()
+            .unwrap();
+        assert!(mounted.success(), "mounting a tmpfs on {}", watched.display());
+        let checkpoints = lifecycle::run_workload(&watched);
+        std::thread::sleep(Duration::from_millis(200));
+        let end_ns = realtime_ns();
+        std::thread::sleep(Duration::from_millis(200));
         let summary = rec.stop();
+        let json: Vec<String> = checkpoints
+            .iter()
+            .map(|c| serde_json::to_string(c).unwrap())
+            .collect();
+        std::fs::write(dir.join("lifecycle.jsonl"), json.join("\n")).unwrap();
+        std::fs::write(dir.join("lifecycle.end"), end_ns.to_string()).unwrap();
+        let _ = std::process::Command::new("umount").arg(&watched).status();
         assert!(summary.contains("0 lost"), "{mode}: {summary}");
         let json: Vec<String> = calls
             .iter()
@@ -106,6 +129,14 @@ fn debian_6_1_records_every_call_in_both_modes_and_accounts_for_losses() {
             .collect();
         eprintln!("{release}, {mode}: checking {} calls", calls.len());
         assert_every_call_captured(&scenario, &calls);
+        let checkpoints = lifecycle::parse_checkpoints(
+            &std::fs::read_to_string(dir.join("lifecycle.jsonl")).unwrap(),
+        );
+        let end_ns: i64 = std::fs::read_to_string(dir.join("lifecycle.end"))
+            .unwrap()
+            .parse()
+            .unwrap();
+        assert_marks_follow(&scenario, &checkpoints, &dir.join("watched"), end_ns);
         let pid: u32 = std::fs::read_to_string(dir.join("storm.pid"))
             .unwrap()
             .parse()

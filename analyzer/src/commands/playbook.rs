@@ -55,7 +55,8 @@ pub struct PlaybookArgs {
     pub output: crate::output::OutputArgs,
 }
 
-fn doc(sql: &str) -> String {
+/// A query's documentation: its leading `--` lines as one paragraph.
+pub fn doc(sql: &str) -> String {
     sql.lines()
         .take_while(|l| l.starts_with("--"))
         .map(|l| l.trim_start_matches("--").trim())

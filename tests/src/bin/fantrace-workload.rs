@@ -68,6 +68,14 @@ struct Args {
     /// pointed at this process first.
     #[arg(long)]
     wait_stdin: bool,
+    /// Run the mark lifecycle (`fantrace_tests::lifecycle`) in --dir, printing a checkpoint
+    /// line between steps, instead of the scenario.
+    #[arg(long)]
+    lifecycle: bool,
+    /// Make a group with one mark, print `{"pid","fd"}`, and after a line on stdin add a second
+    /// mark, print a checkpoint and wait for another line before exiting.
+    #[arg(long)]
+    early_group: bool,
 }
 
 /// Calls `fanotify_mark(-1, FAN_MARK_ADD, FAN_OPEN, AT_FDCWD, path)` `calls` times: the
@@ -328,6 +336,16 @@ fn main() -> anyhow::Result<()> {
     }
     if let Some(total) = args.storm {
         return run_storms(&args, total);
+    }
+    if args.lifecycle || args.early_group {
+        let dir = args.dir.clone().context("--lifecycle and --early-group need --dir")?;
+        std::fs::create_dir_all(dir.join("sub"))
+            .with_context(|| format!("creating {}", dir.display()))?;
+        return if args.lifecycle {
+            fantrace_tests::lifecycle::run(&dir)
+        } else {
+            fantrace_tests::lifecycle::early_group(&dir)
+        };
     }
     let dir = match args.dir {
         Some(d) => d,
