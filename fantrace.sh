@@ -155,6 +155,8 @@ demo() {
   done
   say "running the demo workload (fanotify_init and fanotify_mark calls with known arguments)"
   "$bin/fantrace-workload" >/dev/null
+  say "running the mark lifecycle (add, remove, flush, a child's permission group, fd reuse)"
+  "$bin/fantrace-workload" --lifecycle --dir "$work/watched" >"$work/checkpoints.jsonl"
   kill -INT "$rec_pid"
   wait "$rec_pid"
   cat "$rec_out"
@@ -168,6 +170,10 @@ demo() {
     "SELECT time, pid, comm, flag_names, class, fd, abi FROM inits ORDER BY time"
   "$bin/fantrace-analyzer" query --capture "$capture" \
     "SELECT hostname, kernel_release, attach_mode, ia32_covered, events_written, events_lost, stop_reason FROM stats"
+  "$bin/fantrace-analyzer" query --capture "$capture" \
+    "SELECT pid, comm, fd, class, mark_type, pathname, mask, state, ended FROM marks
+      WHERE pathname LIKE '$work/%' ORDER BY group_created, first_call"
+  "$bin/fantrace-analyzer" report --capture "$capture" -o "$work/report.html"
   echo "capture kept in $capture; query it with: target/release/fantrace-analyzer query --capture $capture \"SELECT ...\""
 }
 

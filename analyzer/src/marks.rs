@@ -160,10 +160,7 @@ FROM marks"
 
 /// The `marks` view: every mark seen in the capture, with its state at the capture's end.
 pub fn view_sql(exits_recorded: bool) -> String {
-    format!(
-        "CREATE VIEW marks AS {}",
-        state_sql("TRUE", exits_recorded)
-    )
+    format!("CREATE VIEW marks AS {}", state_sql("TRUE", exits_recorded))
 }
 
 /// `marks_at('2026-11-26T03:00:00Z')`: the marks in force, or of unknown state, at a moment,
@@ -195,12 +192,12 @@ impl TableFunctionImpl for MarksAt {
         args: TableFunctionArgs,
     ) -> datafusion::common::Result<Arc<dyn TableProvider>> {
         let at = match args.exprs() {
-            [Expr::Literal(ScalarValue::Utf8(Some(text)) | ScalarValue::Utf8View(Some(text)), _)] => {
-                match crate::timespec::parse(text, chrono::Utc::now()) {
-                    Ok(ns) => ns,
-                    Err(e) => return plan_err!("marks_at: {e}"),
-                }
-            }
+            [
+                Expr::Literal(ScalarValue::Utf8(Some(text)) | ScalarValue::Utf8View(Some(text)), _),
+            ] => match crate::timespec::parse(text, chrono::Utc::now()) {
+                Ok(ns) => ns,
+                Err(e) => return plan_err!("marks_at: {e}"),
+            },
             _ => {
                 return plan_err!(
                     "marks_at takes one quoted time: marks_at('2026-11-26T03:00:00Z'), \

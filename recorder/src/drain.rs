@@ -13,8 +13,8 @@ use crate::batch::Batcher;
 use crate::probe::{LossCounts, Probe};
 use crate::status::{Status, WriterProgress};
 use crate::writer::ToWriter;
-use fantrace_schema::decode::{CallView, strace_line};
 use fantrace_schema::arrow::SYSCALL_NAMES;
+use fantrace_schema::decode::{CallView, strace_line};
 use fantrace_schema::record::{Abi, CallRecord, PathStatus};
 
 /// Records drained before the loop looks at signals and timers again.

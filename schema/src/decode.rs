@@ -241,6 +241,140 @@ fn quote(bytes: &[u8]) -> String {
     out
 }
 
+/// Signal names by number (x86 and most architectures), for exit statuses.
+const SIGNAL_NAMES: [&str; 32] = [
+    "0",
+    "SIGHUP",
+    "SIGINT",
+    "SIGQUIT",
+    "SIGILL",
+    "SIGTRAP",
+    "SIGABRT",
+    "SIGBUS",
+    "SIGFPE",
+    "SIGKILL",
+    "SIGUSR1",
+    "SIGSEGV",
+    "SIGUSR2",
+    "SIGPIPE",
+    "SIGALRM",
+    "SIGTERM",
+    "SIGSTKFLT",
+    "SIGCHLD",
+    "SIGCONT",
+    "SIGSTOP",
+    "SIGTSTP",
+    "SIGTTIN",
+    "SIGTTOU",
+    "SIGURG",
+    "SIGXCPU",
+    "SIGXFSZ",
+    "SIGVTALRM",
+    "SIGPROF",
+    "SIGWINCH",
+    "SIGIO",
+    "SIGPWR",
+    "SIGSYS",
+];
+
+/// A `wait(2)` status as strace words it: `exited with 3`, `killed by SIGKILL`.
+pub fn exit_status_text(status: i64) -> String {
+    let signal = status & 0x7f;
+    if signal == 0 {
+        return format!("exited with {}", (status >> 8) & 0xff);
+    }
+    let name = usize::try_from(signal)
+        .ok()
+        .and_then(|i| SIGNAL_NAMES.get(i))
+        .map_or_else(|| format!("signal {signal}"), |n| (*n).to_string());
+    let core = if status & 0x80 != 0 {
+        " (core dumped)"
+    } else {
+        ""
+    };
+    format!("killed by {name}{core}")
+}
+
+/// `FAN_MARK_IGNORED_MASK | FAN_MARK_IGNORE`: the call changes the mark's ignore mask.
+const IGNORE_FLAGS: u64 = 0x0000_0020 | 0x0000_0400;
+
+/// A mark's event mask and ignore mask after a run of successful `fanotify_mark(2)` calls on
+/// it, in order, as the kernel applies them: an add sets bits, a remove clears them, in the
+/// ignore mask when the call says `FAN_MARK_IGNORED_MASK` or `FAN_MARK_IGNORE`. The kernel
+/// drops a mark whose masks are both empty. Flushes act on a whole group and are left to the
+/// caller; a call that is not one add or one remove changes nothing (the kernel refused it).
+pub fn fold_mark(calls: impl IntoIterator<Item = (u64, u64)>) -> (u64, u64) {
+    let (mut mask, mut ignored) = (0u64, 0u64);
+    for (flags, bits) in calls {
+        let target = if flags & IGNORE_FLAGS != 0 {
+            &mut ignored
+        } else {
+            &mut mask
+        };
+        match mark_action(flags) {
+            "add" => *target |= bits,
+            "remove" => *target &= !bits,
+            _ => {}
+        }
+    }
+    (mask, ignored)
+}
+
+#[cfg(test)]
+mod fold_tests {
+    use super::fold_mark;
+
+    const ADD: u64 = 0x1;
+    const REMOVE: u64 = 0x2;
+    const IGNORED_MASK: u64 = 0x20;
+
+    #[test]
+    fn adds_and_removes_apply_in_order() {
+        assert_eq!(fold_mark([(ADD, 0x1), (ADD, 0x2)]), (0x3, 0));
+        assert_eq!(fold_mark([(ADD, 0x3), (REMOVE, 0x1)]), (0x2, 0));
+        assert_eq!(fold_mark([(ADD, 0x3), (REMOVE, 0x3), (ADD, 0x8)]), (0x8, 0));
+        assert_eq!(fold_mark([(REMOVE, 0x3)]), (0, 0));
+    }
+
+    #[test]
+    fn ignore_calls_change_the_ignore_mask_only() {
+        assert_eq!(
+            fold_mark([(ADD, 0x1), (ADD | IGNORED_MASK, 0x20)]),
+            (0x1, 0x20)
+        );
+        assert_eq!(
+            fold_mark([(ADD | IGNORED_MASK, 0x30), (REMOVE | IGNORED_MASK, 0x10)]),
+            (0, 0x20)
+        );
+        assert_eq!(fold_mark([(ADD | 0x400, 0x4)]), (0, 0x4));
+    }
+
+    #[test]
+    fn invalid_actions_change_nothing() {
+        assert_eq!(
+            fold_mark([(ADD, 0x1), (ADD | REMOVE, 0x1), (0, 0x1)]),
+            (0x1, 0)
+        );
+    }
+}
+
+#[cfg(test)]
+mod exit_status_tests {
+    use super::exit_status_text;
+
+    #[test]
+    fn wait_statuses_read_as_strace_says_them() {
+        assert_eq!(exit_status_text(0), "exited with 0");
+        assert_eq!(exit_status_text(3 << 8), "exited with 3");
+        assert_eq!(exit_status_text(9), "killed by SIGKILL");
+        assert_eq!(
+            exit_status_text(11 | 0x80),
+            "killed by SIGSEGV (core dumped)"
+        );
+        assert_eq!(exit_status_text(40), "killed by signal 40");
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -313,101 +447,5 @@ mod tests {
             "12:00:01.123456 nginx[412/415] uid=0 fanotify_mark(5, FAN_MARK_ADD|FAN_MARK_MOUNT, \
              FAN_CLOSE_WRITE|FAN_OPEN_PERM, AT_FDCWD, \"/srv/\\xff\\\"x\") = -1 EBADF"
         );
-    }
-}
-
-/// Signal names by number (x86 and most architectures), for exit statuses.
-const SIGNAL_NAMES: [&str; 32] = [
-    "0", "SIGHUP", "SIGINT", "SIGQUIT", "SIGILL", "SIGTRAP", "SIGABRT", "SIGBUS", "SIGFPE",
-    "SIGKILL", "SIGUSR1", "SIGSEGV", "SIGUSR2", "SIGPIPE", "SIGALRM", "SIGTERM", "SIGSTKFLT",
-    "SIGCHLD", "SIGCONT", "SIGSTOP", "SIGTSTP", "SIGTTIN", "SIGTTOU", "SIGURG", "SIGXCPU",
-    "SIGXFSZ", "SIGVTALRM", "SIGPROF", "SIGWINCH", "SIGIO", "SIGPWR", "SIGSYS",
-];
-
-/// A `wait(2)` status as strace words it: `exited with 3`, `killed by SIGKILL`.
-pub fn exit_status_text(status: i64) -> String {
-    let signal = status & 0x7f;
-    if signal == 0 {
-        return format!("exited with {}", (status >> 8) & 0xff);
-    }
-    let name = usize::try_from(signal)
-        .ok()
-        .and_then(|i| SIGNAL_NAMES.get(i))
-        .map_or_else(|| format!("signal {signal}"), |n| (*n).to_string());
-    let core = if status & 0x80 != 0 { " (core dumped)" } else { "" };
-    format!("killed by {name}{core}")
-}
-
-#[cfg(test)]
-mod exit_status_tests {
-    use super::exit_status_text;
-
-    #[test]
-    fn wait_statuses_read_as_strace_says_them() {
-        assert_eq!(exit_status_text(0), "exited with 0");
-        assert_eq!(exit_status_text(3 << 8), "exited with 3");
-        assert_eq!(exit_status_text(9), "killed by SIGKILL");
-        assert_eq!(exit_status_text(11 | 0x80), "killed by SIGSEGV (core dumped)");
-        assert_eq!(exit_status_text(40), "killed by signal 40");
-    }
-}
-
-/// `FAN_MARK_IGNORED_MASK | FAN_MARK_IGNORE`: the call changes the mark's ignore mask.
-const IGNORE_FLAGS: u64 = 0x0000_0020 | 0x0000_0400;
-
-/// A mark's event mask and ignore mask after a run of successful `fanotify_mark(2)` calls on
-/// it, in order, as the kernel applies them: an add sets bits, a remove clears them, in the
-/// ignore mask when the call says `FAN_MARK_IGNORED_MASK` or `FAN_MARK_IGNORE`. The kernel
-/// drops a mark whose masks are both empty. Flushes act on a whole group and are left to the
-/// caller; a call that is not one add or one remove changes nothing (the kernel refused it).
-pub fn fold_mark(calls: impl IntoIterator<Item = (u64, u64)>) -> (u64, u64) {
-    let (mut mask, mut ignored) = (0u64, 0u64);
-    for (flags, bits) in calls {
-        let target = if flags & IGNORE_FLAGS != 0 {
-            &mut ignored
-        } else {
-            &mut mask
-        };
-        match mark_action(flags) {
-            "add" => *target |= bits,
-            "remove" => *target &= !bits,
-            _ => {}
-        }
-    }
-    (mask, ignored)
-}
-
-#[cfg(test)]
-mod fold_tests {
-    use super::fold_mark;
-
-    const ADD: u64 = 0x1;
-    const REMOVE: u64 = 0x2;
-    const IGNORED_MASK: u64 = 0x20;
-
-    #[test]
-    fn adds_and_removes_apply_in_order() {
-        assert_eq!(fold_mark([(ADD, 0x1), (ADD, 0x2)]), (0x3, 0));
-        assert_eq!(fold_mark([(ADD, 0x3), (REMOVE, 0x1)]), (0x2, 0));
-        assert_eq!(fold_mark([(ADD, 0x3), (REMOVE, 0x3), (ADD, 0x8)]), (0x8, 0));
-        assert_eq!(fold_mark([(REMOVE, 0x3)]), (0, 0));
-    }
-
-    #[test]
-    fn ignore_calls_change_the_ignore_mask_only() {
-        assert_eq!(
-            fold_mark([(ADD, 0x1), (ADD | IGNORED_MASK, 0x20)]),
-            (0x1, 0x20)
-        );
-        assert_eq!(
-            fold_mark([(ADD | IGNORED_MASK, 0x30), (REMOVE | IGNORED_MASK, 0x10)]),
-            (0, 0x20)
-        );
-        assert_eq!(fold_mark([(ADD | 0x400, 0x4)]), (0, 0x4));
-    }
-
-    #[test]
-    fn invalid_actions_change_nothing() {
-        assert_eq!(fold_mark([(ADD, 0x1), (ADD | REMOVE, 0x1), (0, 0x1)]), (0x1, 0));
     }
 }

@@ -87,7 +87,10 @@ fn mark(fd: i32, flags: u32, mask: u64, path: Option<&Path>) -> anyhow::Result<(
 fn init(flags: u32) -> anyhow::Result<i32> {
     let fd = fanotify_init(flags, libc::O_RDONLY as u32);
     if fd < 0 {
-        bail!("fanotify_init({flags:#x}) failed: errno {} (are you root?)", -fd);
+        bail!(
+            "fanotify_init({flags:#x}) failed: errno {} (are you root?)",
+            -fd
+        );
     }
     Ok(fd as i32)
 }
@@ -127,7 +130,9 @@ pub fn run(dir: &Path) -> anyhow::Result<()> {
 /// A child that makes a content-class group with a permission mark on `dir`, then exits with
 /// [`CHILD_EXIT_CODE`] when told to. Returns its pid, its fd and the call that ends it.
 #[allow(clippy::type_complexity)]
-fn permission_child(dir: &Path) -> anyhow::Result<(u32, i32, Box<dyn FnOnce() -> anyhow::Result<()>>)> {
+fn permission_child(
+    dir: &Path,
+) -> anyhow::Result<(u32, i32, Box<dyn FnOnce() -> anyhow::Result<()>>)> {
     let mut ready = [0i32; 2];
     let mut go = [0i32; 2];
     // SAFETY: valid two-element arrays.
@@ -355,19 +360,6 @@ pub fn assert_marks_follow(capture: &Path, checkpoints: &[Checkpoint], dir: &Pat
     );
 }
 
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn rfc3339_spells_unix_nanoseconds() {
-        assert_eq!(super::rfc3339(0), "1970-01-01T00:00:00.000000000Z");
-        assert_eq!(
-            super::rfc3339(1_795_715_124_489_087_761),
-            "2026-11-26T17:45:24.489087761Z"
-        );
-        assert_eq!(super::rfc3339(951_782_400_000_000_001), "2000-02-29T00:00:00.000000001Z");
-    }
-}
-
 /// Runs the lifecycle workload in `dir`; returns its checkpoints.
 pub fn run_workload(dir: &Path) -> Vec<Checkpoint> {
     let out = std::process::Command::new(crate::harness::bin("fantrace-workload"))
@@ -381,4 +373,20 @@ pub fn run_workload(dir: &Path) -> Vec<Checkpoint> {
         String::from_utf8_lossy(&out.stderr)
     );
     parse_checkpoints(&String::from_utf8_lossy(&out.stdout))
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn rfc3339_spells_unix_nanoseconds() {
+        assert_eq!(super::rfc3339(0), "1970-01-01T00:00:00.000000000Z");
+        assert_eq!(
+            super::rfc3339(1_795_715_124_489_087_761),
+            "2026-11-26T17:45:24.489087761Z"
+        );
+        assert_eq!(
+            super::rfc3339(951_782_400_000_000_001),
+            "2000-02-29T00:00:00.000000001Z"
+        );
+    }
 }

@@ -8,10 +8,10 @@ use std::path::Path;
 use std::time::Duration;
 
 use fantrace_tests::calls::{Call, realtime_ns};
-use fantrace_tests::lifecycle::{self, assert_marks_follow};
 use fantrace_tests::checks::{assert_every_call_captured, assert_written_plus_lost, attach_mode};
 use fantrace_tests::guest::{DEBIAN_6_1, GUEST_OUT_ENV, guest_out, require_guest};
 use fantrace_tests::harness::{PausedWorkload, Recorder, query_json, require_probe, run_workload};
+use fantrace_tests::lifecycle::{self, assert_marks_follow};
 
 /// The attach mode each recording asks for, and the mode it must get: on 6.1 the default
 /// (auto) must pick fentry.
@@ -37,7 +37,11 @@ fn record_in_guest(out: &Path) {
             .arg(&watched)
             .status()
             .unwrap();
-        assert!(mounted.success(), "mounting a tmpfs on {}", watched.display());
+        assert!(
+            mounted.success(),
+            "mounting a tmpfs on {}",
+            watched.display()
+        );
         let checkpoints = lifecycle::run_workload(&watched);
         std::thread::sleep(Duration::from_millis(200));
         let end_ns = realtime_ns();

@@ -9,9 +9,7 @@ use std::time::Duration;
 
 use fantrace_tests::calls::realtime_ns;
 use fantrace_tests::harness::{Recorder, bin, query_json, require_probe};
-use fantrace_tests::lifecycle::{
-    self, CHILD_EXIT_CODE, Checkpoint, assert_marks_follow, expected,
-};
+use fantrace_tests::lifecycle::{self, CHILD_EXIT_CODE, Checkpoint, assert_marks_follow, expected};
 
 #[test]
 fn marks_at_follows_adds_removes_flushes_exits_and_fd_reuse() {
@@ -32,7 +30,9 @@ fn marks_at_follows_adds_removes_flushes_exits_and_fd_reuse() {
         .expect("spawning the early group");
     let mut early_out = BufReader::new(early.stdout.take().expect("piped stdout"));
     let mut line = String::new();
-    early_out.read_line(&mut line).expect("the early group's pid");
+    early_out
+        .read_line(&mut line)
+        .expect("the early group's pid");
     let first: serde_json::Value = serde_json::from_str(&line).expect("pid line");
     let early_pid = first["pid"].as_u64().expect("pid") as u32;
     let mut early_in = early.stdin.take().expect("piped stdin");
@@ -40,7 +40,9 @@ fn marks_at_follows_adds_removes_flushes_exits_and_fd_reuse() {
     let rec = Recorder::start(&capture, &[]);
     early_in.write_all(b"go\n").unwrap();
     line.clear();
-    early_out.read_line(&mut line).expect("the early checkpoint");
+    early_out
+        .read_line(&mut line)
+        .expect("the early checkpoint");
     let early_checkpoint: Checkpoint = serde_json::from_str(&line).expect("checkpoint line");
 
     let checkpoints = lifecycle::run_workload(&dir);
@@ -117,13 +119,20 @@ fn marks_at_follows_adds_removes_flushes_exits_and_fd_reuse() {
             format!(
                 "{} {} {}",
                 r["mark_type"].as_str().unwrap(),
-                r["pathname"].as_str().unwrap().replace(&*dir.to_string_lossy(), "D"),
+                r["pathname"]
+                    .as_str()
+                    .unwrap()
+                    .replace(&*dir.to_string_lossy(), "D"),
                 r["state"].as_str().unwrap()
             )
         })
         .collect();
     assert_eq!(
         states,
-        ["inode D flushed", "inode D/sub flushed", "mount D ended: fd closed"]
+        [
+            "inode D flushed",
+            "inode D/sub flushed",
+            "mount D ended: fd closed"
+        ]
     );
 }

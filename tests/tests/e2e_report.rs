@@ -7,7 +7,9 @@ use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
-use fantrace_tests::harness::{Recorder, analyzer, in_ci, require_probe, run_bounded, run_workload};
+use fantrace_tests::harness::{
+    Recorder, analyzer, in_ci, require_probe, run_bounded, run_workload,
+};
 use fantrace_tests::lifecycle;
 
 /// Chromium, or `None` (a failure under CI) when it is not installed.

@@ -187,8 +187,16 @@ async fn summary(ctx: &SessionContext) -> anyhow::Result<Summary> {
     let (first, last) = (c.int("first", 0)?, c.int("last", 0)?);
     let (seg_start, seg_end) = (s.int("seg_start", 0)?, s.int("seg_end", 0)?);
     // The recording's own span when it has one; calls outside it (exports) widen it.
-    let start_ns = [seg_start, first].into_iter().filter(|&t| t != 0).min().unwrap_or(0);
-    let end_ns = [seg_end, last].into_iter().max().unwrap_or(0).max(start_ns + 1);
+    let start_ns = [seg_start, first]
+        .into_iter()
+        .filter(|&t| t != 0)
+        .min()
+        .unwrap_or(0);
+    let end_ns = [seg_end, last]
+        .into_iter()
+        .max()
+        .unwrap_or(0)
+        .max(start_ns + 1);
     let mut lost_by_cause = Vec::new();
     for cause in &causes {
         let n = l.int(cause, 0)?;
@@ -346,7 +354,13 @@ async fn within(ctx: &SessionContext, sql: &str, deadline: tokio::time::Instant)
             if cause.contains("Resources exhausted") || cause.contains("Not enough memory") {
                 return Err("it needs more memory than --memory-limit allows".to_string());
             }
-            Err(cause.lines().next().unwrap_or("").chars().take(300).collect())
+            Err(cause
+                .lines()
+                .next()
+                .unwrap_or("")
+                .chars()
+                .take(300)
+                .collect())
         }
         Err(_) => Err("not finished within the report's time budget (--budget)".to_string()),
     }

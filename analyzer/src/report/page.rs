@@ -17,7 +17,8 @@ h3 { font-size: 1em; margin-bottom: 0.2em; }
 table { border-collapse: collapse; font-size: 0.85em; margin: 0.4em 0; }
 th, td { border: 1px solid #ddd; padding: 2px 6px; text-align: left; vertical-align: top; }
 th { background: #f3f3f3; }
-td { max-width: 40em; overflow-wrap: anywhere; }
+td { white-space: nowrap; }
+td:last-child { white-space: normal; min-width: 24em; }
 tr.perm td { background: #fbe3e7; }
 tr.wide td { background: #fdf0e0; }
 tr.unknown td { background: #eeeeee; font-style: italic; }
@@ -44,7 +45,9 @@ fn time(ns: i64) -> String {
 fn duration(ns: i64) -> String {
     let s = ns / 1_000_000_000;
     match s {
-        0..60 => format!("{:.1} s", ns as f64 / 1e9),
+        0 if ns < 1_000_000 => format!("{} µs", ns / 1_000),
+        0 => format!("{} ms", ns / 1_000_000),
+        1..60 => format!("{:.1} s", ns as f64 / 1e9),
         60..3_600 => format!("{} min {} s", s / 60, s % 60),
         3_600..86_400 => format!("{} h {} min", s / 3_600, s / 60 % 60),
         _ => format!("{} d {} h", s / 86_400, s / 3_600 % 24),
@@ -87,13 +90,29 @@ fn table(
                 out.push_str(&format!("<tr class=\"{class}\">"));
             }
             for f in &formatters {
-                out.push_str(&format!("<td>{}</td>", esc(&f.value(row).to_string())));
+                out.push_str(&format!(
+                    "<td>{}</td>",
+                    esc(&shorten(f.value(row).to_string()))
+                ));
             }
             out.push_str("</tr>\n");
         }
     }
     out.push_str("</tbody></table>");
     Ok(out)
+}
+
+/// Cell text past this many characters is cut (with "…"): a 4,000-byte path would make a
+/// table unreadable; the query gives it whole.
+const MAX_CELL: usize = 160;
+
+fn shorten(text: String) -> String {
+    if text.chars().count() <= MAX_CELL {
+        return text;
+    }
+    let mut cut: String = text.chars().take(MAX_CELL).collect();
+    cut.push('…');
+    cut
 }
 
 fn more(shown_of: usize, what: &str, how: &str) -> String {
@@ -305,7 +324,10 @@ pub fn render(
         html.push_str(&more(
             count,
             "rows",
-            &format!("fantrace-analyzer playbook {} -c ... lists them all.", f.name),
+            &format!(
+                "fantrace-analyzer playbook {} -c ... lists them all.",
+                f.name
+            ),
         ));
         html.push_str("</section>\n");
     }

@@ -19,16 +19,17 @@ pub const LOSS: RGBColor = RGBColor(240, 80, 80);
 const WIDTH: u32 = 1200;
 const LANE_PX: u32 = 24;
 
-/// `HH:MM:SS` (UTC) of a point `s` seconds after `start_ns`; with the date when the span
-/// crosses days.
-fn clock(start_ns: i64, s: f64, with_date: bool) -> String {
+/// The clock (UTC) of a point `s` seconds after `start_ns`, as precise as a span of `span`
+/// seconds needs: milliseconds below a minute, the date above a day.
+fn clock(start_ns: i64, s: f64, span: f64) -> String {
     let ns = start_ns.saturating_add((s * 1e9) as i64);
     let t = chrono::DateTime::from_timestamp_nanos(ns);
-    if with_date {
-        t.format("%m-%d %H:%M:%S").to_string()
-    } else {
-        t.format("%H:%M:%S").to_string()
-    }
+    let format = match span {
+        ..60.0 => "%H:%M:%S%.3f",
+        ..86_400.0 => "%H:%M:%S",
+        _ => "%m-%d %H:%M",
+    };
+    t.format(format).to_string()
 }
 
 fn lane_label(report: &Report, lane: usize) -> String {
@@ -55,7 +56,6 @@ pub fn draw(report: &Report) -> anyhow::Result<String> {
     let height = 70 + LANE_PX * lanes as u32;
     let s = &report.summary;
     let span = seconds(s.end_ns, s.start_ns).max(1e-3);
-    let with_date = span > 86_400.0;
     let mut svg = String::new();
     {
         let root = SVGBackend::with_string(&mut svg, (WIDTH, height)).into_drawing_area();
@@ -70,8 +70,8 @@ pub fn draw(report: &Report) -> anyhow::Result<String> {
             .configure_mesh()
             .disable_y_mesh()
             .light_line_style(WHITE)
-            .x_labels(10)
-            .x_label_formatter(&|x| clock(s.start_ns, *x, with_date))
+            .x_labels(8)
+            .x_label_formatter(&|x| clock(s.start_ns, *x, span))
             .y_labels(lanes as usize)
             .y_label_formatter(&|y| match y {
                 // The first lane at the top.
@@ -97,27 +97,42 @@ pub fn draw(report: &Report) -> anyhow::Result<String> {
             }))
             .map_err(plot_error)?;
         let bucket_s = report.bucket_ns as f64 / 1e9;
-        let busiest = report.cells.iter().map(|c| c.calls).max().unwrap_or(1).max(1) as f64;
+        let busiest = report
+            .cells
+            .iter()
+            .map(|c| c.calls)
+            .max()
+            .unwrap_or(1)
+            .max(1) as f64;
         chart
-            .draw_series(report.cells.iter().filter(|c| c.calls > c.inits + c.exits).map(|c| {
-                let color = if c.permission > 0 {
-                    PERMISSION
-                } else if c.wide > 0 {
-                    WIDE
-                } else {
-                    OTHER
-                };
-                // Busier buckets darker: a storm stands out from a single call.
-                let shade = 0.35 + 0.65 * ((c.calls as f64).ln_1p() / busiest.ln_1p());
-                let x0 = c.bucket as f64 * bucket_s;
-                Rectangle::new(
-                    [
-                        (x0, SegmentValue::Exact(row(c.lane))),
-                        ((x0 + bucket_s).min(span), SegmentValue::Exact(row(c.lane) + 1)),
-                    ],
-                    color.mix(shade).filled(),
-                )
-            }))
+            .draw_series(
+                report
+                    .cells
+                    .iter()
+                    .filter(|c| c.calls > c.inits + c.exits)
+                    .map(|c| {
+                        let color = if c.permission > 0 {
+                            PERMISSION
+                        } else if c.wide > 0 {
+                            WIDE
+                        } else {
+                            OTHER
+                        };
+                        // Busier buckets darker: a storm stands out from a single call.
+                        let shade = 0.35 + 0.65 * ((c.calls as f64).ln_1p() / busiest.ln_1p());
+                        let x0 = c.bucket as f64 * bucket_s;
+                        Rectangle::new(
+                            [
+                                (x0, SegmentValue::Exact(row(c.lane))),
+                                (
+                                    (x0 + bucket_s).min(span),
+                                    SegmentValue::Exact(row(c.lane) + 1),
+                                ),
+                            ],
+                            color.mix(shade).filled(),
+                        )
+                    }),
+            )
             .map_err(plot_error)?;
         // Failed calls: a dark bar along the bottom of the bucket.
         chart
@@ -126,7 +141,10 @@ pub fn draw(report: &Report) -> anyhow::Result<String> {
                 Rectangle::new(
                     [
                         (x0, SegmentValue::Exact(row(c.lane))),
-                        ((x0 + bucket_s).min(span), SegmentValue::CenterOf(row(c.lane))),
+                        (
+                            (x0 + bucket_s).min(span),
+                            SegmentValue::CenterOf(row(c.lane)),
+                        ),
                     ],
                     FAILED.mix(0.8).filled(),
                 )
@@ -134,7 +152,10 @@ pub fn draw(report: &Report) -> anyhow::Result<String> {
             .map_err(plot_error)?;
         // Group creations and owner exits: dots at the lane's centre.
         for (color, count) in [
-            (INIT, (|c: &super::gather::Cell| c.inits) as fn(&super::gather::Cell) -> i64),
+            (
+                INIT,
+                (|c: &super::gather::Cell| c.inits) as fn(&super::gather::Cell) -> i64,
+            ),
             (EXIT, |c: &super::gather::Cell| c.exits),
         ] {
             chart

@@ -338,7 +338,10 @@ fn main() -> anyhow::Result<()> {
         return run_storms(&args, total);
     }
     if args.lifecycle || args.early_group {
-        let dir = args.dir.clone().context("--lifecycle and --early-group need --dir")?;
+        let dir = args
+            .dir
+            .clone()
+            .context("--lifecycle and --early-group need --dir")?;
         std::fs::create_dir_all(dir.join("sub"))
             .with_context(|| format!("creating {}", dir.display()))?;
         return if args.lifecycle {
