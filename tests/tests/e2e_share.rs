@@ -741,8 +741,9 @@ print(json.dumps({"pyarrow": pa_counts, "polars": pl_counts}))
         .unwrap();
         let counts: BTreeMap<String, u64> = query_json(
             &both,
-            "SELECT concat(arrow_cast(host, 'Utf8'), '/', arrow_cast(abi, 'Utf8')) AS k, \
-             count(*) AS n FROM calls GROUP BY 1",
+            // process_exit rows have no ABI: NULL, which Python spells None.
+            "SELECT concat(arrow_cast(host, 'Utf8'), '/', \
+             coalesce(arrow_cast(abi, 'Utf8'), 'None')) AS k, count(*) AS n FROM calls GROUP BY 1",
         )
         .into_iter()
         .map(|r| {
