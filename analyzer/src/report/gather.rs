@@ -82,6 +82,8 @@ pub struct Report {
     pub bucket_ns: i64,
     pub cells: Vec<Cell>,
     pub shades: Vec<Shade>,
+    /// The end of the capture as `marks_at` takes it.
+    pub end_at: String,
     pub marks_at_end: Rows,
     pub findings: Vec<Finding>,
 }
@@ -388,13 +390,13 @@ pub async fn gather(ctx: &SessionContext, budget: std::time::Duration) -> anyhow
             rows: within(ctx, sql, deadline).await,
         });
     }
-    let at = chrono::DateTime::from_timestamp_nanos(summary.end_ns)
+    let end_at = chrono::DateTime::from_timestamp_nanos(summary.end_ns)
         .to_rfc3339_opts(chrono::SecondsFormat::Nanos, true);
     let marks_at_end = within(
         ctx,
         &format!(
             "SELECT host, pid, comm, fd, class, mark_type, pathname, mask, ignored_mask, state, \
-             first_call, note FROM marks_at('{at}')"
+             first_call, note FROM marks_at('{end_at}')"
         ),
         deadline,
     )
@@ -407,6 +409,7 @@ pub async fn gather(ctx: &SessionContext, budget: std::time::Duration) -> anyhow
         bucket_ns,
         cells,
         shades,
+        end_at,
         marks_at_end,
         findings,
     })

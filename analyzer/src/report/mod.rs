@@ -18,7 +18,7 @@ use crate::session::{self, SessionOptions};
 pub struct ReportArgs {
     #[command(flatten)]
     pub capture: CaptureArgs,
-    /// The HTML file to write (replaced if it exists).
+    /// The HTML file to write (mode 0600; replaced if it exists).
     #[arg(long, short = 'o', default_value = "report.html")]
     pub output: PathBuf,
     /// Seconds the tables (marks in force at the end, playbook findings) may take together
@@ -42,23 +42,14 @@ pub async fn run(args: ReportArgs, opts: SessionOptions) -> anyhow::Result<()> {
         .map(|p| p.display().to_string())
         .collect();
     let html = page::render(&report, &svg, &sources, &loaded.bad)?;
-    // Written next to its destination and renamed: a reader never sees half a report.
-    let dir = args
-        .output
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(std::path::Path::new("."));
-    let mut tmp = tempfile_in(dir)?;
-    tmp.1
+    // Like every output: private (it names paths and processes), written beside its
+    // destination and renamed into place once on disk. An existing report is replaced.
+    let pending = crate::output::PendingFile::create(&args.output, true)?;
+    pending
+        .file()?
         .write_all(html.as_bytes())
-        .with_context(|| format!("writing {}", tmp.0.display()))?;
-    drop(tmp.1);
-    std::fs::rename(&tmp.0, &args.output).with_context(|| {
-        format!(
-            "moving the report into place at {} (is the directory writable?)",
-            args.output.display()
-        )
-    })?;
+        .with_context(|| format!("writing the report for {}", args.output.display()))?;
+    pending.commit()?;
     eprintln!(
         "wrote {} ({} KiB, {} calls, {} processes drawn) in {:.2} s",
         args.output.display(),
@@ -68,15 +59,4 @@ pub async fn run(args: ReportArgs, opts: SessionOptions) -> anyhow::Result<()> {
         started.elapsed().as_secs_f64()
     );
     Ok(())
-}
-
-fn tempfile_in(dir: &std::path::Path) -> anyhow::Result<(PathBuf, std::fs::File)> {
-    let path = dir.join(format!(".fantrace-report-{}.tmp", std::process::id()));
-    let file = std::fs::File::create(&path).with_context(|| {
-        format!(
-            "creating {} for the report (does the directory exist and is it writable?)",
-            path.display()
-        )
-    })?;
-    Ok((path, file))
 }

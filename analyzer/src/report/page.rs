@@ -274,8 +274,7 @@ pub fn render(
             why,
             &format!(
                 "fantrace-analyzer query -c ... \"SELECT * FROM marks_at('{}')\"",
-                chrono::DateTime::from_timestamp_nanos(s.end_ns)
-                    .to_rfc3339_opts(chrono::SecondsFormat::Nanos, true)
+                report.end_at
             ),
         )),
     }
