@@ -12,7 +12,7 @@ use datafusion::common::DataFusionError;
 use datafusion::logical_expr::{ColumnarValue, ScalarUDF, Volatility, create_udf};
 use datafusion::prelude::SessionContext;
 use fantrace_schema::decode::{
-    errno_text, exit_status_text, flag_names, fold_mark, init_class, init_flag_names, mark_action,
+    errno_text, exit_status_text, flag_names, init_class, init_flag_names, mark_action,
     mark_flag_list, mark_type, mask_list, mask_names,
 };
 use fantrace_schema::flags::MASK_BITS;
@@ -76,8 +76,13 @@ pub const HELP: &[(&str, &str, &str)] = &[
     ),
     (
         "fan_mark_fold",
-        "fan_mark_fold(flags LIST(UINT32), masks LIST(UINT64)) -> STRUCT(mask, ignored_mask)",
-        "a mark's masks after the successful calls on it, in order (the marks view uses it)",
+        "fan_mark_fold(time, flags, mask) -> STRUCT(mask, ignored_mask)",
+        "aggregate: a mark's masks after the calls on it, applied in time order (the marks view uses it)",
+    ),
+    (
+        "fan_origin",
+        "fan_origin(host TEXT, boot_id TEXT) -> UINT64",
+        "one number per recorded machine and boot (a 64-bit hash), a compact key for joins",
     ),
     (
         "marks_at",
@@ -116,17 +121,20 @@ pub fn scalar_functions() -> Vec<ScalarUDF> {
         }),
         errno_name(),
         has_mask(),
+        fan_origin(),
         unary_text::<Int64Type>("fan_exit_status", DataType::Int64, |v| {
             Some(exit_status_text(v))
         }),
-        fan_mark_fold(),
     ]
 }
 
-/// The aggregates fantrace replaces: `count`, whose `count(DISTINCT ...)` sizes nested values
-/// truly (see `count_distinct`).
+/// fantrace's aggregates: `count`, replacing DataFusion's so that `count(DISTINCT ...)` sizes
+/// nested values truly (see `count_distinct`), and `fan_mark_fold` (see `mark_fold`).
 pub fn aggregate_functions() -> Vec<datafusion::logical_expr::AggregateUDF> {
-    vec![crate::count_distinct::count()]
+    vec![
+        crate::count_distinct::count(),
+        crate::mark_fold::fan_mark_fold(),
+    ]
 }
 
 /// A function from one integer column to text (NULL in, NULL out), decoded by [`decode_text`].
@@ -235,6 +243,43 @@ fn fan_mark_type() -> ScalarUDF {
     })
 }
 
+/// `fan_origin(host, boot_id)`: one number standing for a recording's machine and boot, so
+/// that the mark state's sorts, joins and groupings key on eight bytes instead of two
+/// strings (a boot id alone is 36). 64 bits: two boots of a fleet share a number with a
+/// chance below one in a billion, and would show as duplicated rows, not merged ones.
+fn fan_origin() -> ScalarUDF {
+    create_udf(
+        "fan_origin",
+        vec![DataType::Utf8View, DataType::Utf8View],
+        DataType::UInt64,
+        Volatility::Immutable,
+        Arc::new(|args: &[ColumnarValue]| {
+            use std::hash::{Hash, Hasher};
+            let arrays = ColumnarValue::values_to_arrays(args)?;
+            let hosts = arrays[0].as_string_view();
+            let boots = arrays[1].as_string_view();
+            let keys: UInt64Array = hosts
+                .iter()
+                .zip(boots.iter())
+                .map(|(host, boot)| {
+                    // Fixed keys: the same origin gets the same number in every process of
+                    // a cluster.
+                    let mut h = std::hash::DefaultHasher::new();
+                    (host, boot).hash(&mut h);
+                    Some(h.finish())
+                })
+                .collect();
+            let out: ArrayRef = Arc::new(keys);
+            Ok(match args {
+                [ColumnarValue::Scalar(_), ColumnarValue::Scalar(_)] => {
+                    ColumnarValue::Scalar(datafusion::common::ScalarValue::try_from_array(&out, 0)?)
+                }
+                _ => ColumnarValue::Array(out),
+            })
+        }),
+    )
+}
+
 fn errno_name() -> ScalarUDF {
     unary_text::<Int64Type>("errno_name", DataType::Int64, errno_text)
 }
@@ -255,66 +300,6 @@ fn mask_bit(wanted: &str) -> Result<u64, DataFusionError> {
                     .join(", ")
             ))
         })
-}
-
-/// `{mask, ignored_mask}` of `fan_mark_fold`.
-pub fn mark_fold_type() -> DataType {
-    DataType::Struct(
-        vec![
-            Field::new("mask", DataType::UInt64, false),
-            Field::new("ignored_mask", DataType::UInt64, false),
-        ]
-        .into(),
-    )
-}
-
-/// `fan_mark_fold(flags_list, mask_list)`: a mark's masks after the successful calls on it,
-/// given in order as two lists (`array_agg(flags ORDER BY time)`, the same for `mask`);
-/// NULL entries are skipped. The kernel's arithmetic is `decode::fold_mark`; which calls
-/// belong to one mark is the query's business.
-fn fan_mark_fold() -> ScalarUDF {
-    let list = |t: DataType| DataType::List(Arc::new(Field::new_list_field(t, true)));
-    create_udf(
-        "fan_mark_fold",
-        vec![list(DataType::UInt32), list(DataType::UInt64)],
-        mark_fold_type(),
-        Volatility::Immutable,
-        Arc::new(|args: &[ColumnarValue]| {
-            let arrays = ColumnarValue::values_to_arrays(args)?;
-            let flags = arrays[0].as_list::<i32>();
-            let masks = arrays[1].as_list::<i32>();
-            let mut mask_out = Vec::with_capacity(flags.len());
-            let mut ignored_out = Vec::with_capacity(flags.len());
-            for row in 0..flags.len() {
-                let (mask, ignored) = if flags.is_null(row) || masks.is_null(row) {
-                    (0, 0)
-                } else {
-                    let f = flags.value(row);
-                    let m = masks.value(row);
-                    let f = f.as_primitive::<UInt32Type>();
-                    let m = m.as_primitive::<UInt64Type>();
-                    fold_mark(f.iter().zip(m.iter()).filter_map(|(f, m)| match (f, m) {
-                        (Some(f), Some(m)) => Some((u64::from(f), m)),
-                        _ => None,
-                    }))
-                };
-                mask_out.push(mask);
-                ignored_out.push(ignored);
-            }
-            let DataType::Struct(fields) = mark_fold_type() else {
-                unreachable!("mark_fold_type is a struct")
-            };
-            let out = arrow::array::StructArray::try_new(
-                fields,
-                vec![
-                    Arc::new(UInt64Array::from(mask_out)) as ArrayRef,
-                    Arc::new(UInt64Array::from(ignored_out)) as ArrayRef,
-                ],
-                None,
-            )?;
-            Ok(ColumnarValue::Array(Arc::new(out) as ArrayRef))
-        }),
-    )
 }
 
 fn has_mask() -> ScalarUDF {

@@ -11,6 +11,7 @@ mod foreign;
 mod format;
 pub mod functions;
 mod helper;
+pub mod mark_fold;
 mod marks;
 mod output;
 mod pseudonym;

@@ -75,8 +75,15 @@ pub async fn open_captures(
 
 pub async fn open(segments: &[Segment], opts: &SessionOptions) -> anyhow::Result<SessionContext> {
     use datafusion::execution::disk_manager::{DiskManagerBuilder, DiskManagerMode};
+    use datafusion::execution::memory_pool::{FairSpillPool, TrackConsumersPool};
+    // Fair rather than first come, first served: with several sorts and aggregations in one
+    // plan (the mark state has a window sort, a flush sort and a large aggregation), the
+    // first to grow took the whole limit and a later join, which cannot spill, failed; here
+    // each operator that can spill is held to its share and spills beyond it.
+    const TOP_CONSUMERS: std::num::NonZeroUsize = std::num::NonZeroUsize::new(5).unwrap();
+    let pool = TrackConsumersPool::new(FairSpillPool::new(opts.memory_limit), TOP_CONSUMERS);
     let runtime = RuntimeEnvBuilder::new()
-        .with_memory_limit(opts.memory_limit, 1.0)
+        .with_memory_pool(Arc::new(pool))
         .with_disk_manager_builder(
             DiskManagerBuilder::default()
                 .with_mode(DiskManagerMode::Directories(vec![opts.spill_dir.clone()]))

@@ -381,13 +381,19 @@ pub async fn gather(ctx: &SessionContext, budget: std::time::Duration) -> anyhow
         .context("bucketing the calls of the timeline")?;
     let shades = shades(ctx).await.context("finding recording gaps")?;
     // The findings first: most are a filter and a top-N, cheap at any size; the mark state
-    // is a whole-capture computation and gets what is left.
+    // is a whole-capture computation and comes last. Each table may use at most an even
+    // share of the time left, so that one slow query cannot starve the cheap ones after it.
+    let tables = crate::commands::playbook::PLAYBOOK.len() as u32 + 1;
+    let share = |done: u32| {
+        let now = tokio::time::Instant::now();
+        now + deadline.saturating_duration_since(now) / (tables - done)
+    };
     let mut findings = Vec::new();
-    for (name, sql) in crate::commands::playbook::PLAYBOOK {
+    for (done, (name, sql)) in crate::commands::playbook::PLAYBOOK.iter().enumerate() {
         findings.push(Finding {
             name,
             doc: crate::commands::playbook::doc(sql),
-            rows: within(ctx, sql, deadline).await,
+            rows: within(ctx, sql, share(done as u32)).await,
         });
     }
     let end_at = chrono::DateTime::from_timestamp_nanos(summary.end_ns)
