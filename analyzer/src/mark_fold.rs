@@ -197,15 +197,10 @@ impl Args {
         let [time, flags, mask] = values else {
             return internal_err!("fan_mark_fold got {} arguments, not 3", values.len());
         };
-        let time = match time.data_type() {
-            DataType::Timestamp(_, _) => {
-                let raw = time.to_data().into_builder().data_type(DataType::Int64);
-                Int64Array::from(raw.build()?)
-            }
-            _ => arrow::compute::cast(time, &DataType::Int64)?
-                .as_primitive::<Int64Type>()
-                .clone(),
-        };
+        // A timestamp casts to its raw count of units since the epoch.
+        let time = arrow::compute::cast(time, &DataType::Int64)?
+            .as_primitive::<Int64Type>()
+            .clone();
         let flags = arrow::compute::cast(flags, &DataType::UInt64)?
             .as_primitive::<UInt64Type>()
             .clone();
@@ -231,7 +226,7 @@ impl Args {
     }
 }
 
-fn results<'a>(folds: impl Iterator<Item = (u64, u64)> + 'a) -> Result<ArrayRef> {
+fn results(folds: impl Iterator<Item = (u64, u64)>) -> Result<ArrayRef> {
     let (mask, ignored): (Vec<u64>, Vec<u64>) = folds.unzip();
     Ok(Arc::new(StructArray::try_new(
         result_fields(),
