@@ -13,6 +13,7 @@ pub mod functions;
 mod helper;
 pub mod mark_fold;
 mod marks;
+mod marks_legacy;
 mod output;
 mod pseudonym;
 mod remote;

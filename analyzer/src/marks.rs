@@ -1,22 +1,17 @@
-//! Mark state: which objects each fanotify group watched at a moment, from the calls that
-//! made and unmade the marks. Views and a table function over `calls`, all one SQL statement
-//! ([`state_sql`]) so DataFusion plans and runs every step:
+//! Mark state: which objects each fanotify group watched at a moment, as the kernel had it.
 //!
-//! - a **group** is one successful `fanotify_init` of a process, told apart by the fd it
-//!   returned; it ends when its owner exits (a `process_exit` row) or when the same process
-//!   gets the same fd from a later `fanotify_init` (so it was closed before that). One
-//!   ordering of each process's calls by (fd, time), with an exit copied to every fd the
-//!   process used, places each call after the start of its group (`since`);
-//! - a **mark** is the object one group's calls name: mark type, dirfd and path as given;
-//!   its masks are the group's adds and removes on it in order (`fan_mark_fold`), reset by a
-//!   flush of its type;
-//! - what the capture cannot show is said, not hidden: a group whose `fanotify_init` is not
-//!   in the capture (made before the recording started, or an fd inherited or received from
-//!   another process) gets class `unknown`, its marks state `unknown` (its holders are not
-//!   known) and one more row of state `unknown` standing for the marks made before the
-//!   recording; closing a group fd is not recorded, so a closed group stays `in force`
-//!   until its owner exits or reuses the fd; a capture recorded before owner exits were
-//!   (schema version 5) cannot tell a live group from a dead one, and says `unknown`.
+//! The recorder writes the kernel's own view (schema version 6): every successful mark call
+//! carries the group it was made on (`group_id`), the object the kernel resolved it to
+//! (`object`) and the mark's masks right after it (`mark_mask`, `mark_ignored_mask`), and
+//! whatever changed without a call saying so (the kernel dropping a mark, a flush, marks that
+//! existed before the recording, a lost call) is a `mark_state` row; groups found, held,
+//! released and ended are rows too. So the state of a mark at a moment is the last state any
+//! row gave it up to then, and a mark is in force while that state is not empty and its group
+//! has not ended. No mask arithmetic is redone here: the kernel's rules (`FAN_EVENT_ON_CHILD`
+//! dropped on non-directories, ignore masks, evictable marks) are in the numbers it reported.
+//!
+//! Views and a table function over `calls`, one SQL statement ([`state_sql`]) so DataFusion
+//! plans and runs every step. Captures recorded before version 6 use `marks_legacy`.
 use std::sync::Arc;
 
 use anyhow::Context as _;
@@ -30,188 +25,178 @@ use datafusion::prelude::SessionContext;
 pub const IN_FORCE: &str = "in force";
 pub const UNKNOWN: &str = "unknown";
 
-/// The mark-state statement over the calls up to `until` (an SQL condition on `time`).
-/// `exits_recorded`: every segment records owner exits (schema version 5 and later).
-pub fn state_sql(until: &str, exits_recorded: bool) -> String {
-    let live = if exits_recorded {
-        format!("'{IN_FORCE}'")
-    } else {
-        format!("'{UNKNOWN}'")
-    };
-    let live_note = if exits_recorded {
-        "CASE WHEN g.kind <> 0 THEN 'made through a group fd whose fanotify_init by this process \
-          is not in the capture (inherited, received, or made before the recording): whether \
-          the group still exists is not known' END"
-            .to_string()
-    } else {
-        "'this capture does not record process exits (segments before schema version 5): \
-          the owner may have exited since'"
-            .to_string()
-    };
-    // since: when the group a call was made through started, as nanoseconds: the latest
-    // fanotify_init on its fd or the latest exit of its process before it (after an exit the
-    // pid is a later process's, using an fd it did not create); -1 when neither is in the
-    // capture. An exit is copied to every fd its process used, so that one ordering by
-    // (process, fd, time) places every call.
-    let since = |calls: &str| {
-        format!(
-            "SELECT *, coalesce(arrow_cast(max(CASE WHEN kind <> 1 THEN time END) OVER (
-                 PARTITION BY origin, pid, fd ORDER BY time, kind
-                 ROWS UNBOUNDED PRECEDING), 'Int64'), -1) AS since
-             FROM (SELECT * FROM lifecycle WHERE kind = 0 OR (kind = 1 AND {calls})
-                   UNION ALL
-                   SELECT origin, pid, time, comm, flags, mask, dirfd, pathname, ret,
-                          fd, kind FROM exit_per_fd)"
-        )
-    };
-    let ops = since("(flags & 128) = 0");
-    let flush_ops = since("(flags & 128) <> 0");
-    // Strings are copied out of the scan's buffers (Utf8 rather than views): a sort holding
-    // views of shared buffers is charged for each whole buffer once per batch, which made the
-    // mark state of a 10M-call capture need several times the memory it used.
+/// Which model a capture's segments allow.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Model {
+    /// Every segment records the kernel's view (schema version 6 and later).
+    Kernel,
+    /// Every segment predates it: the state is rebuilt from the calls as given.
+    Legacy { exits_recorded: bool },
+}
+
+impl Model {
+    pub fn state_sql(self, until: &str) -> String {
+        match self {
+            Model::Kernel => state_sql(until),
+            Model::Legacy { exits_recorded } => {
+                crate::marks_legacy::state_sql(until, exits_recorded)
+            }
+        }
+    }
+}
+
+/// The mark-state statement over the rows up to `until` (an SQL condition on `time`).
+pub fn state_sql(until: &str) -> String {
     format!(
-        "WITH lifecycle AS (
-    SELECT fan_origin(host, boot_id) AS origin, pid, time,
-           arrow_cast(comm, 'Utf8') AS comm, flags, mask, dirfd,
-           arrow_cast(pathname, 'Utf8') AS pathname, ret,
-           CASE WHEN syscall = 'fanotify_init' THEN arrow_cast(ret, 'Int32')
-                WHEN syscall = 'fanotify_mark' THEN fanotify_fd END AS fd,
-           CASE WHEN syscall = 'fanotify_init' THEN 0 WHEN syscall = 'fanotify_mark' THEN 1
-                ELSE 2 END AS kind
+        "WITH r AS (
+    SELECT fan_origin(host, boot_id) AS origin, syscall, time, pid, arrow_cast(comm, 'Utf8') AS comm,
+           fanotify_fd, flags, ret, group_id, arrow_cast(object, 'Utf8') AS object,
+           arrow_cast(object_source, 'Utf8') AS object_source,
+           arrow_cast(fs_type, 'Utf8') AS fs_type,
+           arrow_cast(resolved_path, 'Utf8') AS resolved_path,
+           arrow_cast(path_source, 'Utf8') AS path_source,
+           arrow_cast(pathname, 'Utf8') AS pathname,
+           mark_mask, mark_ignored_mask, mark_flags
     FROM calls
-    WHERE {until} AND ((syscall = 'fanotify_mark' AND ret = 0)
-                    OR (syscall = 'fanotify_init' AND ret >= 0)
-                    OR syscall = 'process_exit')
-), fds AS (
-    -- Every group fd each process used, its first mark call, and the process's name at its
-    -- last call on it.
-    SELECT origin, pid, fd, min(CASE WHEN kind = 1 THEN time END) AS first_call,
-           last_value(comm ORDER BY time) AS comm
-    FROM lifecycle WHERE kind < 2
-    GROUP BY origin, pid, fd
-), exit_per_fd AS (
-    SELECT f.origin, f.pid, e.time, e.comm, e.flags, e.mask, e.dirfd, e.pathname,
-           e.ret, f.fd, e.kind
-    FROM lifecycle e
-    JOIN fds f ON e.origin = f.origin AND e.pid = f.pid
-    WHERE e.kind = 2
-), starts AS (
-    -- Where groups start: each fanotify_init; each owner exit, on every fd the process used;
-    -- and the start of the recording (since -1).
-    SELECT origin, pid, fd, arrow_cast(time, 'Int64') AS since, 0 AS kind, time, flags,
-           NULL AS status, NULL AS first_call
-    FROM lifecycle WHERE kind = 0
-    UNION ALL
-    SELECT origin, pid, fd, arrow_cast(time, 'Int64') AS since, 2 AS kind, time,
-           NULL AS flags, ret AS status, NULL AS first_call
-    FROM exit_per_fd
-    UNION ALL
-    SELECT origin, pid, fd, -1 AS since, 3 AS kind, NULL AS time, NULL AS flags,
-           NULL AS status, first_call
-    FROM fds
+    WHERE {until} AND group_id IS NOT NULL
 ), groups AS (
-    -- A group lasts until the next start on its fd: a fanotify_init that got the same fd
-    -- (so it was closed before) or its owner's exit.
-    SELECT origin, pid, fd, since, kind, first_call, time,
-           CASE WHEN kind = 0 THEN time END AS created,
-           CASE WHEN kind = 0 THEN flags END AS init_flags,
-           lead(kind) OVER (PARTITION BY origin, pid, fd ORDER BY since, kind) AS ended_by,
-           lead(time) OVER (PARTITION BY origin, pid, fd ORDER BY since, kind) AS ended_at,
-           lead(status) OVER (PARTITION BY origin, pid, fd ORDER BY since, kind) AS status
-    FROM starts
-), ended AS (
-    SELECT g.*, f.comm, CASE WHEN g.ended_by = 0 THEN g.ended_at END AS fd_reused,
-           CASE WHEN g.ended_by = 2 THEN g.ended_at END AS exited
-    FROM groups g JOIN fds f ON g.origin = f.origin AND g.pid = f.pid AND g.fd = f.fd
-), flushes AS (
-    SELECT origin, pid, fd, since, fan_mark_type(flags) AS mark_type,
-           max(time) AS flushed
-    FROM ({flush_ops}) AS stamped WHERE kind = 1
-    GROUP BY origin, pid, fd, since, fan_mark_type(flags)
-), objects AS (
-    SELECT o.origin, o.pid, o.fd, o.since, o.mark_type, o.dirfd, o.pathname,
-           min(o.time) AS first_call, max(o.time) AS last_call,
-           max(CASE WHEN f.flushed IS NULL OR o.time > f.flushed THEN o.time END) AS last_kept,
-           max(f.flushed) AS flushed,
-           fan_mark_fold(o.time,
-                         CASE WHEN f.flushed IS NULL OR o.time > f.flushed THEN o.flags END,
-                         o.mask) AS folded
-    FROM (SELECT *, fan_mark_type(flags) AS mark_type FROM ({ops}) AS stamped
-          WHERE kind = 1) AS o
-    LEFT JOIN flushes f ON o.origin = f.origin AND o.pid = f.pid
-                       AND o.fd = f.fd AND o.since = f.since AND o.mark_type = f.mark_type
-    GROUP BY o.origin, o.pid, o.fd, o.since, o.mark_type, o.dirfd, o.pathname
-), unknown_groups AS (
-    -- Groups whose fanotify_init is not in the capture, that calls were made through: from
-    -- the start of the recording, or after the owner exited.
-    SELECT * FROM ended
-    WHERE kind = 3 AND first_call IS NOT NULL
-      AND (ended_at IS NULL OR first_call < ended_at OR (ended_by = 2 AND first_call = ended_at))
+    -- One row per group: when it was made (its fanotify_init) or first seen held, its
+    -- fanotify_init flags (from the call, or from fdinfo when a scan found it), who made or
+    -- first held it, whether its marks before that are known, and its end.
+    SELECT origin, group_id,
+           min(CASE WHEN syscall = 'fanotify_init' THEN time END) AS created,
+           min(CASE WHEN syscall IN ('fanotify_init', 'group_held') THEN time END) AS seen,
+           min(CASE WHEN syscall = 'fanotify_init' OR (syscall = 'group_held' AND ret = 1)
+                    THEN named_struct('t', time, 'flags', flags) END)['flags'] AS init_flags,
+           min(CASE WHEN syscall IN ('fanotify_init', 'group_held')
+                    THEN named_struct('t', time, 'known',
+                                      CASE WHEN syscall = 'fanotify_init' OR ret = 1
+                                           THEN 1 ELSE 0 END) END)['known'] AS marks_known,
+           min(CASE WHEN syscall IN ('fanotify_init', 'group_held')
+                    THEN named_struct('t', time, 'pid', pid, 'comm', comm,
+                                      'fd', CASE WHEN syscall = 'fanotify_init'
+                                                 THEN arrow_cast(ret, 'Int32')
+                                                 ELSE fanotify_fd END) END) AS first,
+           min(CASE WHEN syscall = 'group_end' THEN named_struct('t', time, 'how', object_source) END)
+               AS ended
+    FROM r
+    WHERE syscall IN ('fanotify_init', 'group_held', 'group_end')
+    GROUP BY origin, group_id
+), holder_events AS (
+    SELECT origin, group_id, pid, arrow_cast(ret, 'Int32') AS fd, time, 1 AS held
+    FROM r WHERE syscall = 'fanotify_init'
     UNION ALL
-    SELECT DISTINCT g.* FROM ended g
-    JOIN lifecycle c ON g.origin = c.origin AND g.pid = c.pid
-                    AND g.fd = c.fd
-    WHERE g.kind = 2 AND c.kind = 1 AND c.time > g.time
-      AND (g.ended_at IS NULL OR c.time < g.ended_at OR (g.ended_by = 2 AND c.time = g.ended_at))
+    SELECT origin, group_id, pid, fanotify_fd AS fd, time,
+           CASE WHEN syscall = 'group_held' THEN 1 ELSE 0 END AS held
+    FROM r WHERE syscall IN ('group_held', 'group_released')
+), holder_last AS (
+    SELECT origin, group_id, pid, fd, max(time) AS since,
+           last_value(held ORDER BY time) AS held
+    FROM holder_events
+    GROUP BY origin, group_id, pid, fd
+), exited AS (
+    SELECT fan_origin(host, boot_id) AS origin, pid, max(time) AS exited
+    FROM calls WHERE {until} AND syscall = 'process_exit'
+    GROUP BY 1, 2
+), holders AS (
+    -- Who holds each group: made or found holding it, not released since, not exited since.
+    SELECT h.origin, h.group_id,
+           string_agg(concat(h.pid, ':', h.fd), ' ' ORDER BY h.pid, h.fd) AS holders
+    FROM holder_last h
+    LEFT JOIN exited e ON h.origin = e.origin AND h.pid = e.pid AND e.exited >= h.since
+    WHERE h.held = 1 AND e.exited IS NULL
+    GROUP BY h.origin, h.group_id
+), states AS (
+    -- Every row that says a mark's state: successful mark calls and mark_state rows.
+    SELECT origin, group_id, object, time, syscall, mark_mask, mark_ignored_mask, mark_flags,
+           object_source, fs_type, resolved_path, path_source,
+           CASE WHEN syscall = 'fanotify_mark' THEN pathname END AS pathname
+    FROM r
+    WHERE object IS NOT NULL AND (syscall = 'mark_state' OR (syscall = 'fanotify_mark' AND ret = 0))
 ), marks AS (
-    SELECT o.origin, o.pid, g.comm, o.fd,
-           CASE WHEN g.kind = 0 THEN fan_init_class(g.init_flags) ELSE 'unknown' END AS class,
-           g.created AS group_created, o.mark_type, o.dirfd, o.pathname,
-           fan_mask_names(o.folded['mask']) AS mask,
-           fan_mask_names(o.folded['ignored_mask']) AS ignored_mask,
-           o.folded['mask'] AS mask_bits, o.folded['ignored_mask'] AS ignored_mask_bits,
-           o.first_call, o.last_call,
-           CASE WHEN o.last_kept IS NULL THEN 'flushed'
-                WHEN o.folded['mask'] = 0 AND o.folded['ignored_mask'] = 0 THEN 'removed'
-                WHEN g.fd_reused IS NOT NULL THEN 'ended: fd closed'
-                WHEN g.exited IS NOT NULL THEN 'ended: owner exited'
-                WHEN g.kind <> 0 THEN '{UNKNOWN}'
-                ELSE {live} END AS state,
-           CASE WHEN o.last_kept IS NULL THEN o.flushed
-                WHEN o.folded['mask'] = 0 AND o.folded['ignored_mask'] = 0 THEN o.last_kept
-                WHEN g.fd_reused IS NOT NULL THEN g.fd_reused
-                WHEN g.exited IS NOT NULL THEN g.exited
+    SELECT origin, group_id, object,
+           min(CASE WHEN mark_mask <> 0 OR mark_ignored_mask <> 0 THEN time END) AS first_seen,
+           max(time) AS last_change,
+           last_value(syscall ORDER BY time) AS last_kind,
+           last_value(object_source ORDER BY time) AS last_source,
+           last_value(mark_mask ORDER BY time) AS mask_bits,
+           last_value(mark_ignored_mask ORDER BY time) AS ignored_mask_bits,
+           last_value(mark_flags ORDER BY time) AS mark_flags,
+           max(fs_type) AS fs_type,
+           max(CASE WHEN resolved_path IS NOT NULL
+                    THEN named_struct('t', time, 'path', resolved_path, 'source', path_source)
+               END) AS resolved,
+           max(CASE WHEN pathname IS NOT NULL THEN named_struct('t', time, 'p', pathname) END)['p']
+               AS pathname
+    FROM states
+    GROUP BY origin, group_id, object
+), stated AS (
+    SELECT m.*, g.created, g.seen, g.init_flags, g.marks_known, g.first, g.ended, h.holders,
+           CASE WHEN m.mask_bits IS NULL THEN '{UNKNOWN}'
+                WHEN m.mask_bits = 0 AND m.ignored_mask_bits = 0 THEN
+                     CASE WHEN m.last_source = 'flush' THEN 'flushed'
+                          WHEN m.last_kind = 'fanotify_mark' THEN 'removed'
+                          ELSE 'removed by the kernel' END
+                WHEN g.ended IS NOT NULL THEN 'ended: group closed'
+                ELSE '{IN_FORCE}' END AS state
+    FROM marks m
+    LEFT JOIN groups g ON m.origin = g.origin AND m.group_id = g.group_id
+    LEFT JOIN holders h ON m.origin = h.origin AND m.group_id = h.group_id
+), rows AS (
+    SELECT origin, group_id, created, seen, init_flags, first, holders,
+           split_part(object, ':', 1) AS mark_type, object, fs_type,
+           resolved['path'] AS resolved_path, resolved['source'] AS path_source, pathname,
+           mask_bits, ignored_mask_bits, mark_flags, first_seen, last_change, state,
+           CASE WHEN state = 'ended: group closed' THEN ended['t']
+                WHEN state IN ('removed', 'flushed', 'removed by the kernel') THEN last_change
            END AS ended,
-           CASE WHEN o.last_kept IS NULL OR (o.folded['mask'] = 0
-                                              AND o.folded['ignored_mask'] = 0) THEN NULL
-                WHEN g.fd_reused IS NOT NULL
-                     THEN 'a later fanotify_init got the same fd: the group was closed before \
-                           (closing is not recorded)'
-                WHEN g.exited IS NOT NULL
-                     THEN concat('owner ', fan_exit_status(g.status), '; the group outlives it only \
-                                 if the fd was inherited or passed on')
-                ELSE {live_note} END AS note
-    FROM objects o
-    JOIN ended g ON o.origin = g.origin AND o.pid = g.pid
-                AND o.fd = g.fd AND o.since = g.since
+           last_source AS source,
+           CASE WHEN state = '{UNKNOWN}'
+                    THEN 'the kernel''s state after the last call on it could not be read (its \
+                          group had more marks than the probe reads after a call, and was gone \
+                          before its fdinfo could be read)'
+                WHEN state = 'ended: group closed'
+                    THEN concat('the group ended (', ended['how'], ')')
+                WHEN state = 'removed by the kernel'
+                    THEN concat('the kernel dropped it (seen by ', last_source,
+                                '): its inode was unlinked or evicted, or its mount or file \
+                                 system unmounted')
+           END AS note
+    FROM stated
     UNION ALL
-    -- What a group made before the recording (or received from elsewhere) watched then is
-    -- not in the capture: one row says so, for as long as the group is not known to be gone.
-    SELECT g.origin, g.pid, g.comm, g.fd, 'unknown' AS class,
-           NULL AS group_created, NULL AS mark_type, NULL AS dirfd, NULL AS pathname,
-           NULL AS mask, NULL AS ignored_mask, NULL AS mask_bits, NULL AS ignored_mask_bits,
-           NULL AS first_call, NULL AS last_call,
-           CASE WHEN g.fd_reused IS NOT NULL THEN 'ended: fd closed'
-                WHEN g.exited IS NOT NULL THEN 'ended: owner exited'
-                ELSE '{UNKNOWN}' END AS state,
-           coalesce(g.fd_reused, g.exited) AS ended,
-           'marks this group had before the recording started, or that another holder of \
-            its fd made, are not in the capture' AS note
-    FROM unknown_groups g
+    -- A group found holding fds whose marks could not be read then (its fdinfo was gone by
+    -- the time the recorder looked): its marks before that moment are not known.
+    SELECT g.origin, g.group_id, g.created, g.seen, g.init_flags, g.first, h.holders,
+           NULL AS mark_type, NULL AS object, NULL AS fs_type, NULL AS resolved_path,
+           NULL AS path_source, NULL AS pathname, NULL AS mask_bits, NULL AS ignored_mask_bits,
+           NULL AS mark_flags, NULL AS first_seen, NULL AS last_change,
+           CASE WHEN g.ended IS NULL THEN '{UNKNOWN}' ELSE 'ended: group closed' END AS state,
+           g.ended['t'] AS ended, NULL AS source,
+           'the group was found already made, and its fdinfo could not be read: marks it had \
+            then are not in the capture' AS note
+    FROM groups g
+    LEFT JOIN holders h ON g.origin = h.origin AND g.group_id = h.group_id
+    WHERE g.marks_known = 0
 )
-SELECT arrow_cast(x.host, 'Utf8') AS host, arrow_cast(x.boot_id, 'Utf8') AS boot_id, m.pid,
-       arrow_cast(m.comm, 'Utf8') AS comm, m.fd, m.class, m.group_created, m.mark_type,
-       m.dirfd, arrow_cast(m.pathname, 'Utf8') AS pathname, m.mask, m.ignored_mask,
-       m.mask_bits, m.ignored_mask_bits, m.first_call, m.last_call, m.state, m.ended, m.note
-FROM marks m
+SELECT arrow_cast(x.host, 'Utf8') AS host, arrow_cast(x.boot_id, 'Utf8') AS boot_id,
+       m.group_id, m.first['pid'] AS pid, m.first['comm'] AS comm, m.first['fd'] AS fd,
+       m.holders,
+       CASE WHEN m.init_flags IS NULL THEN 'unknown' ELSE fan_init_class(m.init_flags) END AS class,
+       m.created AS group_created, m.seen AS group_seen,
+       m.mark_type, m.object, m.fs_type, m.resolved_path, m.path_source, m.pathname,
+       fan_mask_names(m.mask_bits) AS mask, fan_mask_names(m.ignored_mask_bits) AS ignored_mask,
+       m.mask_bits, m.ignored_mask_bits,
+       CASE WHEN m.mark_flags IS NULL THEN NULL ELSE fan_flag_names(m.mark_flags) END AS mark_flags,
+       m.first_seen, m.last_change, m.state, m.ended, m.source, m.note
+FROM rows m
 JOIN (SELECT DISTINCT fan_origin(host, boot_id) AS origin, host, boot_id FROM calls
       WHERE {until}) x ON m.origin = x.origin"
     )
 }
 
 /// The `marks` view: every mark seen in the capture, with its state at the capture's end.
-pub fn view_sql(exits_recorded: bool) -> String {
-    format!("CREATE VIEW marks AS {}", state_sql("TRUE", exits_recorded))
+pub fn view_sql(model: Model) -> String {
+    format!("CREATE VIEW marks AS {}", model.state_sql("TRUE"))
 }
 
 /// `marks_at('2026-11-26T03:00:00Z')`: the marks in force, or of unknown state, at a moment,
@@ -222,11 +207,14 @@ pub struct MarksAt {
 }
 
 impl MarksAt {
-    pub async fn new(ctx: &SessionContext, exits_recorded: bool) -> anyhow::Result<Self> {
+    pub async fn new(ctx: &SessionContext, model: Model) -> anyhow::Result<Self> {
+        let order = match model {
+            Model::Kernel => "host, group_id, mark_type, object",
+            Model::Legacy { .. } => "host, pid, fd, mark_type, pathname",
+        };
         let sql = format!(
-            "SELECT * FROM ({}) WHERE state IN ('{IN_FORCE}', '{UNKNOWN}') \
-             ORDER BY host, pid, fd, mark_type, pathname",
-            state_sql("time <= $1", exits_recorded)
+            "SELECT * FROM ({}) WHERE state IN ('{IN_FORCE}', '{UNKNOWN}') ORDER BY {order}",
+            model.state_sql("time <= $1")
         );
         let plan = ctx
             .state()

@@ -120,10 +120,8 @@ pub async fn open(segments: &[Segment], opts: &SessionOptions) -> anyhow::Result
     // The segments hold both syscalls; `events` and `inits` are the views people query.
     ctx.register_table("calls", calls.into_view())
         .context("registering table calls")?;
-    let exits_recorded = segments
-        .iter()
-        .all(|s| s.schema_version >= keys::EXITS_SINCE_VERSION);
-    let marks = crate::marks::view_sql(exits_recorded);
+    let model = mark_model(segments);
+    let marks = crate::marks::view_sql(model);
     for view in [
         EVENTS_VIEW.as_str(),
         INITS_VIEW.as_str(),
@@ -134,7 +132,7 @@ pub async fn open(segments: &[Segment], opts: &SessionOptions) -> anyhow::Result
             .await
             .with_context(|| format!("defining a view: {view}"))?;
     }
-    let marks_at = crate::marks::MarksAt::new(&ctx, exits_recorded).await?;
+    let marks_at = crate::marks::MarksAt::new(&ctx, model).await?;
     ctx.register_udtf("marks_at", Arc::new(marks_at));
     let stats = stats_table(segments)?;
     let registered = if opts.cluster.is_some() {
@@ -153,6 +151,24 @@ pub async fn open(segments: &[Segment], opts: &SessionOptions) -> anyhow::Result
     Ok(ctx)
 }
 
+/// The mark-state model the segments allow: the kernel's view when any segment records it
+/// (older segments' calls then have no group and are left out of it, which every command
+/// warns about), the calls as given when none does.
+pub fn mark_model(segments: &[Segment]) -> crate::marks::Model {
+    if segments
+        .iter()
+        .any(|s| s.schema_version >= keys::KERNEL_STATE_SINCE_VERSION)
+    {
+        crate::marks::Model::Kernel
+    } else {
+        crate::marks::Model::Legacy {
+            exits_recorded: segments
+                .iter()
+                .all(|s| s.schema_version >= keys::EXITS_SINCE_VERSION),
+        }
+    }
+}
+
 /// Every stored row of the segments, as the current schema types it. Segments of version 4 and
 /// later agree on every type, so DataFusion takes the schema from a footer and reads them in
 /// one scan. Older ones store some columns with other types or lack them: the current types are
@@ -166,9 +182,13 @@ async fn calls_frame(
     use datafusion::logical_expr::{ExprSchemable as _, cast, lit};
     let path = |s: &Segment| s.path.to_string_lossy().into_owned();
     let table_schema = scan_schema();
-    // Version 5 only added row kinds: from version 4 on, every column has its current type.
+    // From version 4 on every column has its current type; version 5 added row kinds and
+    // version 6 columns, which segments of one version read alike. Segments of several
+    // versions are read with the current schema (missing columns are NULL).
     let older = |s: &Segment| s.schema_version < 4;
-    if !segments.iter().any(older) {
+    let versions: std::collections::BTreeSet<u32> =
+        segments.iter().map(|s| s.schema_version).collect();
+    if !segments.iter().any(older) && versions.len() <= 1 {
         return ctx
             .read_parquet(
                 segments.iter().map(path).collect::<Vec<_>>(),

@@ -6,10 +6,13 @@ use std::path::PathBuf;
 
 use anyhow::Context as _;
 use clap::Args;
-use fantrace_schema::arrow::{EventBuilder, Origin, ProcessInfo, events_schema};
+use fantrace_schema::arrow::{
+    EventBuilder, KernelFacts, MarkState, Origin, ProcessInfo, events_schema,
+};
 use fantrace_schema::integrity::{SealingWriter, seal_and_close};
 use fantrace_schema::layout::{ROW_GROUP_ROWS, writer_properties};
 use fantrace_schema::metadata as keys;
+use fantrace_schema::object::ObjectKey;
 use fantrace_schema::record::{CallRecord, PathStatus, SYSCALL_INIT, SYSCALL_MARK};
 use parquet::arrow::ArrowWriter;
 
@@ -172,7 +175,6 @@ pub fn run(args: &SynthArgs) -> anyhow::Result<()> {
                 mnt_ns: 4_026_531_841,
                 pid_ns: 4_026_531_836,
                 abi: 0,
-                _pad: [0; 3],
                 fanotify_fd: if init { -1 } else { 3 + ((r >> 60) % 4) as i32 },
                 flags,
                 dirfd: -100,
@@ -184,9 +186,11 @@ pub fn run(args: &SynthArgs) -> anyhow::Result<()> {
                 } as u8,
                 syscall: if init { SYSCALL_INIT } else { SYSCALL_MARK },
                 comm,
+                ..CallRecord::default()
             };
             let path_bytes: &[u8] = if init { b"" } else { file_name.as_bytes() };
-            b.append(&ev, path_bytes, T0, &processes[proc_ix]);
+            let facts = synthetic_facts(&ev, &file_name);
+            b.append(&ev, path_bytes, T0, &processes[proc_ix], &facts);
             if b.len() >= ROW_GROUP_ROWS {
                 w.write(&b.finish()?)?;
                 w.flush()?;
@@ -242,4 +246,48 @@ pub fn run(args: &SynthArgs) -> anyhow::Result<()> {
         eprintln!("wrote {}: {rows} rows", path.display());
     }
     Ok(())
+}
+
+/// What a recorder would have learnt from the kernel about a synthetic call: one group per
+/// process and fd, one inode per file name, the mark's masks after a successful add or remove.
+fn synthetic_facts(ev: &CallRecord, file_name: &str) -> KernelFacts {
+    use std::hash::{Hash as _, Hasher as _};
+    let hash = |parts: &dyn Fn(&mut std::collections::hash_map::DefaultHasher)| {
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        parts(&mut h);
+        h.finish()
+    };
+    let fd = if ev.syscall == SYSCALL_INIT {
+        ev.ret as i32
+    } else {
+        ev.fanotify_fd
+    };
+    let group_id = hash(&|h| (ev.pid, fd).hash(h)) >> 16;
+    let mut facts = KernelFacts {
+        group_id: (ev.ret >= 0).then_some(group_id),
+        ..KernelFacts::default()
+    };
+    if ev.syscall != SYSCALL_MARK || ev.ret != 0 || ev.flags & 0x80 != 0 {
+        return facts;
+    }
+    let dev = 254 << 20;
+    let object = match ev.flags & 0x110 {
+        0x10 => ObjectKey::Mount { id: 27 },
+        0x100 => ObjectKey::Filesystem { dev },
+        _ => ObjectKey::Inode {
+            dev,
+            ino: hash(&|h| file_name.hash(h)) & 0xff_ffff,
+        },
+    };
+    facts.object = Some(object.to_string());
+    facts.object_source = Some("exit");
+    facts.fs_type = Some("ext4".to_string());
+    facts.resolved_path = Some(file_name.to_string());
+    facts.path_source = Some("handle");
+    facts.mark = Some(MarkState {
+        mask: if ev.flags & 0x1 != 0 { ev.mask } else { 0 },
+        ignored_mask: 0,
+        flags: 0,
+    });
+    facts
 }

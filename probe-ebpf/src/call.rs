@@ -11,15 +11,15 @@ use fantrace_schema::record::{
     NO_ABI, PATH_BUF, PathStatus, PendingCall, SYSCALL_EXIT, SYSCALL_INIT, SYSCALL_MARK,
 };
 
-use crate::context;
 use crate::maps::{
     CGROUP_FILTER, COMM_FILTER, EVENTS, GROUP_OWNERS, PENDING, PID_FILTER, SUBMITTED, UID_FILTER,
     count_lost,
 };
+use crate::{context, files, snapshot};
 
 /// The recorder's own tgid; its calls are not recorded. Set at load time.
 #[unsafe(no_mangle)]
-static RECORDER_TGID: u32 = 0;
+pub static RECORDER_TGID: u32 = 0;
 
 /// The exit program wakes the recorder when its record takes the bytes its CPU has submitted
 /// past a multiple of this. Set at load time.
@@ -88,7 +88,12 @@ fn begin(task: *const u8, abi: Abi) -> Option<(&'static mut PendingCall, u64)> {
     ev.mnt_ns = ns.mnt_ns;
     ev.pid_ns = ns.pid_ns;
     ev.abi = abi as u8;
-    ev._pad = [0; 3];
+    ev.group = 0;
+    ev.obj_ino = 0;
+    ev.obj_dev = 0;
+    ev.obj_mnt_id = 0;
+    ev.obj_mode = 0;
+    ev.obj_source = 0;
     Some((pending, enter_ns))
 }
 
@@ -125,6 +130,13 @@ pub fn enter_mark(task: *const u8, args: &MarkArgs, abi: Abi) {
     let ev = &mut pending.event;
     ev.path_len = len as u16;
     ev.path_status = status as u8;
+    // A NULL pathname marks the dirfd's own object, which the open file says at once. (A
+    // hook on the kernel's resolution, where there is one, confirms it later in the call.)
+    if status == PathStatus::Null && args.dirfd >= 0 {
+        if let Some(facts) = files::object_of_fd(task, args.dirfd) {
+            files::record_object(ev, &facts, files::FROM_DIRFD);
+        }
+    }
     ev.enter_ns = enter_ns;
 }
 
@@ -168,8 +180,9 @@ fn filtered_out(tgid: u32, uid: u32, comm: &[u8; 16], cgroup_id: u64) -> bool {
             && drops(FilterKind::Cgroup, unsafe { CGROUP_FILTER.get(cgroup_id) }))
 }
 
-/// Exit of either syscall: the return value goes into the thread's live record, which is
-/// submitted with only the path bytes read.
+/// Exit of either syscall: the return value and the group the call was made on go into the
+/// thread's live record, which is submitted with only the path bytes read. A successful mark
+/// call first puts the group's marks, as the kernel now holds them, on the ring.
 #[inline(always)]
 pub fn exit(task: *const u8, ret: i64) {
     let exit_ns = unsafe { bpf_ktime_get_boot_ns() };
@@ -183,10 +196,19 @@ pub fn exit(task: *const u8, ret: i64) {
     }
     pending.event.exit_ns = exit_ns;
     pending.event.ret = ret;
-    if pending.event.syscall == SYSCALL_INIT && ret >= 0 {
-        // The process now owns a group: its exit ends the group's marks, so it is recorded.
-        if GROUP_OWNERS.insert(&pending.event.pid, &1, 0).is_err() {
-            count_lost(LossCause::OwnersFull);
+    if pending.event.syscall == SYSCALL_INIT {
+        if ret >= 0 {
+            pending.event.group = files::group_at(task, ret as i32, true);
+            // The process now owns a group: its exit may end the group, so it is recorded.
+            if GROUP_OWNERS.insert(&pending.event.pid, &1, 0).is_err() {
+                count_lost(LossCause::OwnersFull);
+            }
+        }
+    } else {
+        let group = files::group_at(task, pending.event.fanotify_fd, ret == 0);
+        pending.event.group = group;
+        if ret == 0 && group != 0 {
+            snapshot::submit_marks(&pending.event, group);
         }
     }
     // Mask the length so the verifier can prove the copy stays inside the map value.
@@ -194,27 +216,22 @@ pub fn exit(task: *const u8, ret: i64) {
     let size = CALL_RECORD_SIZE + path_len;
     let bytes =
         unsafe { core::slice::from_raw_parts(core::ptr::from_ref(&*pending).cast::<u8>(), size) };
-    submit(bytes);
+    submit(bytes, true);
     pending.event.enter_ns = 0;
 }
 
-/// The exit of a group owner's last thread (the caller checked): one record, no path.
+/// A record of `kind` about the current task, with no call behind it: the time, the task's
+/// ids, name, credentials, cgroup and namespaces.
 #[inline(always)]
-pub fn owner_exit(task: *const u8, tid: u32, tgid: u32) {
+pub fn task_record(task: *const u8, kind: u8) -> CallRecord {
     let now = unsafe { bpf_ktime_get_boot_ns() };
+    let (tid, tgid) = context::tid_tgid(task);
     let (uid, gid) = context::uid_gid(task);
-    let cgroup_id = context::cgroup_id(task);
-    let comm = context::comm(task);
-    if filtered_out(tgid, uid, &comm, cgroup_id) {
-        return;
-    }
     let ns = context::namespaces(task);
-    let record = CallRecord {
+    CallRecord {
         enter_ns: now,
         exit_ns: now,
-        mask: 0,
-        ret: i64::from(context::exit_code(task)),
-        cgroup_id,
+        cgroup_id: context::cgroup_id(task),
         pid: tgid,
         tid,
         uid,
@@ -223,24 +240,37 @@ pub fn owner_exit(task: *const u8, tid: u32, tgid: u32) {
         mnt_ns: ns.mnt_ns,
         pid_ns: ns.pid_ns,
         abi: NO_ABI,
-        _pad: [0; 3],
         fanotify_fd: -1,
-        flags: 0,
-        dirfd: 0,
-        path_len: 0,
         path_status: PathStatus::Null as u8,
-        syscall: SYSCALL_EXIT,
-        comm,
-    };
-    let bytes = unsafe {
-        core::slice::from_raw_parts(core::ptr::from_ref(&record).cast::<u8>(), CALL_RECORD_SIZE)
-    };
-    submit(bytes);
+        syscall: kind,
+        comm: context::comm(task),
+        ..CallRecord::default()
+    }
 }
 
-/// Puts one record on the ring buffer, or counts it lost.
+/// The exit of a group owner's last thread (the caller checked): one record, no path.
 #[inline(always)]
-fn submit(bytes: &[u8]) {
+pub fn owner_exit(task: *const u8, tgid: u32) {
+    let mut record = task_record(task, SYSCALL_EXIT);
+    if filtered_out(tgid, record.uid, &record.comm, record.cgroup_id) {
+        return;
+    }
+    record.ret = i64::from(context::exit_code(task));
+    submit(as_bytes(&record), true);
+}
+
+/// A record's bytes.
+#[inline(always)]
+pub fn as_bytes(record: &CallRecord) -> &[u8] {
+    unsafe {
+        core::slice::from_raw_parts(core::ptr::from_ref(record).cast::<u8>(), CALL_RECORD_SIZE)
+    }
+}
+
+/// Puts one item on the ring buffer, or counts it lost: as a lost record when it is a call or
+/// an exit (`record`), as a lost state read otherwise.
+#[inline(always)]
+pub fn submit(bytes: &[u8], record: bool) {
     let size = bytes.len();
     // Only the record that crosses a step wakes the recorder. Waking for every record past a
     // threshold (until the recorder caught up) raised an interrupt per call in a storm: a third
@@ -261,6 +291,10 @@ fn submit(bytes: &[u8]) {
         None => BPF_RB_FORCE_WAKEUP,
     };
     if EVENTS.output::<[u8]>(bytes, wake as u64).is_err() {
-        count_lost(LossCause::RingFull);
+        count_lost(if record {
+            LossCause::RingFull
+        } else {
+            LossCause::StateRingFull
+        });
     }
 }

@@ -20,7 +20,7 @@ const MAX_PID_LEVEL: u32 = 31;
 const MAX_PID_SLOT: usize = 0x7ff;
 
 #[inline(always)]
-fn offset(which: KernelOffset) -> Option<usize> {
+pub fn offset(which: KernelOffset) -> Option<usize> {
     let v = unsafe { core::ptr::read_volatile(&KERNEL_OFFSETS[which as usize]) };
     (v != u32::MAX).then_some(v as usize)
 }
@@ -33,6 +33,31 @@ pub fn load<T>(base: *const u8, which: KernelOffset) -> Option<T> {
     }
     let off = offset(which)?;
     Some(unsafe { core::ptr::read_volatile(base.wrapping_add(off).cast::<T>()) })
+}
+
+/// A kernel value at `addr`, read with `bpf_probe_read_kernel`: for pointers the verifier does
+/// not type (an array slot, or anything reached through one), where a plain load is refused.
+#[inline(always)]
+pub fn kread<T>(addr: u64) -> Option<T> {
+    if addr == 0 {
+        return None;
+    }
+    unsafe { bpf_probe_read_kernel(addr as *const T) }.ok()
+}
+
+/// The address of a field of the structure at `base`.
+#[inline(always)]
+pub fn field(base: u64, which: KernelOffset) -> Option<u64> {
+    if base == 0 {
+        return None;
+    }
+    Some(base.wrapping_add(offset(which)? as u64))
+}
+
+/// [`kread`] of a field of the structure at `base`.
+#[inline(always)]
+pub fn kread_field<T>(base: u64, which: KernelOffset) -> Option<T> {
+    kread(field(base, which)?)
 }
 
 /// The current task, as the BTF-typed pointer the loads above need.

@@ -7,7 +7,12 @@
 //! hands them to `call.rs`: at entry the caller's context (`context.rs`) and the pathname go
 //! into a per-thread pending record, at exit the return value is added and the record plus
 //! only the path bytes read go to the ring buffer (`maps.rs`). `owner_exit.rs` records the exit
-//! of every process that created a fanotify group, which ends the group's marks.
+//! of every process that created a fanotify group.
+//!
+//! The kernel's own view of groups and marks: `files.rs` finds the group a call's fd names and
+//! the object a dirfd is open on, `snapshot.rs` reads a group's marks after each successful mark
+//! call, `hooks.rs` (fentry mode) hooks the kernel's path resolution, group release and its own
+//! mark removals, and `scan.rs` is the iterator that lists every fanotify fd on the machine.
 #![cfg_attr(target_arch = "bpf", no_std)]
 #![cfg_attr(target_arch = "bpf", no_main)]
 
@@ -18,6 +23,10 @@ mod context;
 #[cfg(target_arch = "bpf")]
 mod fentry;
 #[cfg(target_arch = "bpf")]
+mod files;
+#[cfg(target_arch = "bpf")]
+mod hooks;
+#[cfg(target_arch = "bpf")]
 mod maps;
 #[cfg(target_arch = "bpf")]
 mod owner_exit;
@@ -25,6 +34,10 @@ mod owner_exit;
 mod raw_syscalls;
 #[cfg(target_arch = "bpf")]
 mod regs;
+#[cfg(target_arch = "bpf")]
+mod scan;
+#[cfg(target_arch = "bpf")]
+mod snapshot;
 #[cfg(target_arch = "bpf")]
 mod tracepoint;
 

@@ -7,7 +7,9 @@ use aya_ebpf::{
     macros::{btf_map, map},
     maps::{HashMap, PerCpuArray, RingBuf},
 };
-use fantrace_schema::record::{GROUP_OWNERS_MAX, LossCause, PendingCall};
+use fantrace_schema::record::{
+    CallRecord, GROUP_OWNERS_MAX, LossCause, MarkEntry, PendingCall, SNAPSHOT_MARKS,
+};
 
 /// Completed calls, drained by the recorder.
 #[map(name = "EVENTS")]
@@ -41,6 +43,23 @@ pub static GROUP_OWNERS: HashMap<u32, u8> = HashMap::with_max_entries(GROUP_OWNE
 /// its CPU's count crosses another step.
 #[map(name = "SUBMITTED")]
 pub static SUBMITTED: PerCpuArray<u64> = PerCpuArray::with_max_entries(1, 0);
+
+/// An item of the kernel's state (a group's marks, a mark the kernel destroyed) is built here,
+/// per CPU, before it goes onto the ring: too large for the program's 512-byte stack.
+#[repr(C)]
+pub struct StateItem {
+    pub head: CallRecord,
+    pub entries: [MarkEntry; SNAPSHOT_MARKS],
+}
+
+#[map(name = "SNAPSHOT")]
+pub static SNAPSHOT: PerCpuArray<StateItem> = PerCpuArray::with_max_entries(1, 0);
+
+/// The kernel's `fanotify_fops`: a file with these operations is a fanotify group. The first
+/// scan learns it from the recorder's own group (`scan.rs`).
+#[map(name = "FANOTIFY_FOPS")]
+pub static FANOTIFY_FOPS: aya_ebpf::maps::Array<u64> =
+    aya_ebpf::maps::Array::with_max_entries(1, 0);
 
 /// Calls the probe could not deliver, per CPU, indexed by `LossCause`.
 #[map(name = "LOST")]

@@ -21,6 +21,6 @@ pub fn group_owner_exit(_ctx: BtfTracePointContext) -> i32 {
     if GROUP_OWNERS.remove(&tgid).is_err() {
         return 0;
     }
-    call::owner_exit(task, tid, tgid);
+    call::owner_exit(task, tgid);
     0
 }

@@ -49,6 +49,36 @@ pub struct Attachment {
     /// The kernel functions or tracepoints attached to.
     pub points: Vec<String>,
     pub ia32: Ia32Coverage,
+    /// The functions inside fanotify hooked (fentry mode): path resolution, group release,
+    /// the kernel's own mark removals.
+    pub hooks: Vec<String>,
+    /// Whether the scan of fanotify fds runs (groups before the recording, fds passed on).
+    pub scans: bool,
+}
+
+impl Attachment {
+    /// The `fantrace.kernel_state_sources` value: where this recording's facts about the
+    /// kernel's groups and marks come from.
+    pub fn kernel_state_sources(&self, reconcile: std::time::Duration) -> String {
+        let mut parts = vec!["marks read by the probe after each successful call".to_string()];
+        if self.hooks.is_empty() {
+            parts.push(format!(
+                "the dirfd's object read at entry; no hooks ({} mode)",
+                self.mode
+            ));
+        } else {
+            parts.push(format!("hooks: {}", self.hooks.join(", ")));
+        }
+        if self.scans {
+            parts.push(format!(
+                "every fanotify fd scanned and its fdinfo read at start and every {} s",
+                reconcile.as_secs_f64()
+            ));
+        } else {
+            parts.push("no scan: groups before the recording are not seen".to_string());
+        }
+        parts.join("; ")
+    }
 }
 
 /// Whether 32-bit calls reach the probe.
@@ -278,6 +308,8 @@ fn attach_fentry(
         reason: String::new(),
         points: hooks.iter().map(|h| h.function.to_string()).collect(),
         ia32,
+        hooks: Vec::new(),
+        scans: false,
     })
 }
 
@@ -315,6 +347,8 @@ fn attach_tracepoints(
                         .map(|tp| format!("raw_syscalls:{tp}"))
                         .collect(),
                     ia32: Ia32Coverage::Covered,
+                    hooks: Vec::new(),
+                    scans: false,
                 });
             }
             Err(e) => {
@@ -361,6 +395,8 @@ fn attach_tracepoints(
         reason: String::new(),
         points,
         ia32: Ia32Coverage::Gap(gap),
+        hooks: Vec::new(),
+        scans: false,
     })
 }
 
@@ -385,6 +421,39 @@ fn attach_raw_syscalls(ebpf: &mut Ebpf, btf: &Btf, offsets: &KernelOffsets) -> a
             .with_context(|| format!("attaching to raw tracepoint {tracepoint}"))?;
     }
     Ok(())
+}
+
+/// fentry programs inside fanotify, where this kernel has the functions: the object a mark
+/// call resolved, a group's release, the kernel's own mark removals. Each that cannot attach is
+/// left out (the scan and fdinfo then stand in for it, a second later) and the log says why.
+/// Returns the functions hooked.
+pub fn attach_kernel_hooks(ebpf: &mut Ebpf, btf: &Btf) -> Vec<String> {
+    let mut attached = Vec::new();
+    for (program_name, function) in [
+        (names::PATH_NOTIFY_FENTRY, names::PATH_NOTIFY_FUNCTION),
+        (names::GROUP_RELEASE_FENTRY, names::GROUP_RELEASE_FUNCTION),
+        (names::MARK_DESTROY_FENTRY, names::MARK_DESTROY_FUNCTION),
+    ] {
+        let result = (|| -> anyhow::Result<()> {
+            if !has_function(btf, function)? {
+                bail!("the kernel's BTF has no function {function}");
+            }
+            let p: &mut FEntry = program(ebpf, program_name)?;
+            p.load(function, btf)
+                .with_context(|| format!("loading {program_name}"))?;
+            p.attach()
+                .with_context(|| format!("attaching fentry to {function}"))?;
+            Ok(())
+        })();
+        match result {
+            Ok(()) => attached.push(function.to_string()),
+            Err(e) => tracing::warn!(
+                "{function} is not hooked ({}); the scan and fdinfo stand in for it",
+                short_cause(&e)
+            ),
+        }
+    }
+    attached
 }
 
 /// The exit of group owners, in every mode: a BTF tracepoint, which the kernels fentry and

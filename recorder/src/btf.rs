@@ -23,10 +23,38 @@ impl Readable for Bytes {
 }
 
 /// `(struct, field path)` of each offset as BTF names it; for `UpidSize` the size of the
-/// struct itself.
+/// struct itself. Fields renamed across kernel releases have their other names in
+/// [`alternatives`]; the connector adjustments are worked out in [`connector_adjust`].
 fn btf_path(which: KernelOffset) -> (&'static str, &'static str) {
     use KernelOffset as K;
     match which {
+        K::TaskFiles => ("task_struct", "files"),
+        K::FilesFdt => ("files_struct", "fdt"),
+        K::FdtMaxFds => ("fdtable", "max_fds"),
+        K::FdtFd => ("fdtable", "fd"),
+        K::FilePath => ("file", "f_path"),
+        K::PathMnt => ("path", "mnt"),
+        K::PathDentry => ("path", "dentry"),
+        K::FilePrivateData => ("file", "private_data"),
+        K::FileOp => ("file", "f_op"),
+        K::DentryInode => ("dentry", "d_inode"),
+        K::InodeIno => ("inode", "i_ino"),
+        K::InodeSb => ("inode", "i_sb"),
+        K::InodeMode => ("inode", "i_mode"),
+        K::SbDev => ("super_block", "s_dev"),
+        K::MountMnt => ("mount", "mnt"),
+        K::MountId => ("mount", "mnt_id"),
+        K::GroupMarksList => ("fsnotify_group", "marks_list"),
+        K::MarkGList => ("fsnotify_mark", "g_list"),
+        K::MarkMask => ("fsnotify_mark", "mask"),
+        K::MarkIgnoreMask => ("fsnotify_mark", "ignore_mask"),
+        K::MarkFlags => ("fsnotify_mark", "flags"),
+        K::MarkConnector => ("fsnotify_mark", "connector"),
+        K::ConnType => ("fsnotify_mark_connector", "type"),
+        K::ConnObj => ("fsnotify_mark_connector", "obj"),
+        K::ConnInodeAdjust => ("fsnotify_mark_connector", "obj (inode)"),
+        K::ConnMountAdjust => ("fsnotify_mark_connector", "obj (mount)"),
+        K::ConnSbAdjust => ("fsnotify_mark_connector", "obj (super_block)"),
         K::TaskPid => ("task_struct", "pid"),
         K::TaskTgid => ("task_struct", "tgid"),
         K::TaskComm => ("task_struct", "comm"),
@@ -63,6 +91,40 @@ fn btf_path(which: KernelOffset) -> (&'static str, &'static str) {
     }
 }
 
+/// Other names a field has had: `ignore_mask` was `ignored_mask` before Linux 6.0.
+fn alternatives(which: KernelOffset) -> &'static [&'static str] {
+    match which {
+        KernelOffset::MarkIgnoreMask => &["ignored_mask"],
+        _ => &[],
+    }
+}
+
+/// How far a mark connector's `obj` is from the start of the object it belongs to, for each
+/// kind of object. Since Linux 6.9 `obj` points at the object itself (a mount's at its
+/// `vfsmount`, which sits at `mount.mnt`); before, it pointed at the object's connector slot
+/// (`fsnotify_connp_t *`: `inode.i_fsnotify_marks`, `mount.mnt_fsnotify_marks`,
+/// `super_block.s_fsnotify_marks`). The member's type in BTF tells which.
+fn connector_adjust(types: &TypeInformation) -> Option<[u32; 3]> {
+    let conn = types.id_of("fsnotify_mark_connector")?;
+    let (obj_type, _) = types.offset_of(conn, "obj").ok()?;
+    let pointee = types.pointee_tid(obj_type).ok()?;
+    let offset = |strukt: &str, path: &str| -> Option<u32> {
+        match types.offset_of(types.id_of(strukt)?, path) {
+            Ok((_, Offset::ByteOffset(bytes))) => Some(bytes),
+            _ => None,
+        }
+    };
+    if pointee == 0 {
+        Some([0, offset("mount", "mnt")?, 0])
+    } else {
+        Some([
+            offset("inode", "i_fsnotify_marks")?,
+            offset("mount", "mnt_fsnotify_marks")?,
+            offset("super_block", "s_fsnotify_marks")?,
+        ])
+    }
+}
+
 /// Field offsets in `KernelOffset` order, resolved from the running kernel's BTF.
 pub struct KernelOffsets {
     pub values: [u32; KernelOffset::COUNT],
@@ -92,6 +154,9 @@ impl KernelOffsets {
 /// parsing the kernel's BTF is the slowest step of a start, and a recorder restarted by its
 /// supervisor should be recording again at once.
 const CACHE_DIR: &str = "/run/fantrace";
+/// The cache's first line; a recorder that reads more offsets than the one that wrote the
+/// cache finds a shorter list and parses the BTF again.
+const CACHE_VERSION: &str = "v2";
 
 /// [`parse_kernel_offsets`], or what it found earlier in this boot.
 pub fn kernel_offsets() -> anyhow::Result<KernelOffsets> {
@@ -114,11 +179,11 @@ pub fn kernel_offsets() -> anyhow::Result<KernelOffsets> {
     Ok(offsets)
 }
 
-/// `v1` line, the values, then the missing fields, one line each.
+/// The version line, the values, then the missing fields, one line each.
 fn read_cached(path: &std::path::Path) -> Option<KernelOffsets> {
     let text = std::fs::read_to_string(path).ok()?;
     let mut lines = text.lines();
-    (lines.next()? == "v1").then_some(())?;
+    (lines.next()? == CACHE_VERSION).then_some(())?;
     let parsed: Vec<u32> = lines
         .next()?
         .split(',')
@@ -143,7 +208,11 @@ fn write_cached(path: &std::path::Path, offsets: &KernelOffsets) -> std::io::Res
         _ => {}
     }
     let values: Vec<String> = offsets.values.iter().map(u32::to_string).collect();
-    let text = format!("v1\n{}\n{}\n", values.join(","), offsets.missing.join(","));
+    let text = format!(
+        "{CACHE_VERSION}\n{}\n{}\n",
+        values.join(","),
+        offsets.missing.join(",")
+    );
     let tmp = path.with_extension(format!("tmp{}", std::process::id()));
     std::fs::write(&tmp, text)?;
     std::fs::rename(&tmp, path)
@@ -160,18 +229,31 @@ pub fn parse_kernel_offsets() -> anyhow::Result<KernelOffsets> {
         .map_err(|e| anyhow::anyhow!("parsing {VMLINUX_BTF}: {e:?}"))?;
     let mut out = [u32::MAX; KernelOffset::COUNT];
     let mut missing = Vec::new();
+    let adjust = connector_adjust(&types);
     for which in KernelOffset::ALL {
         let (strukt, path) = btf_path(which);
-        let value = types.id_of(strukt).and_then(|id| {
-            if path.is_empty() {
-                types.size_of(id).ok().and_then(|s| u32::try_from(s).ok())
-            } else {
-                match types.offset_of(id, path) {
-                    Ok((_, Offset::ByteOffset(bytes))) => Some(bytes),
-                    _ => None,
+        let field_offset = |path: &str| {
+            types.id_of(strukt).and_then(|id| {
+                if path.is_empty() {
+                    types.size_of(id).ok().and_then(|s| u32::try_from(s).ok())
+                } else {
+                    match types.offset_of(id, path) {
+                        Ok((_, Offset::ByteOffset(bytes))) => Some(bytes),
+                        _ => None,
+                    }
                 }
-            }
-        });
+            })
+        };
+        let value = match which {
+            KernelOffset::ConnInodeAdjust => adjust.map(|a| a[0]),
+            KernelOffset::ConnMountAdjust => adjust.map(|a| a[1]),
+            KernelOffset::ConnSbAdjust => adjust.map(|a| a[2]),
+            _ => field_offset(path).or_else(|| {
+                alternatives(which)
+                    .iter()
+                    .find_map(|other| field_offset(other))
+            }),
+        };
         match value {
             Some(v) => out[which as usize] = v,
             None if which.required() => bail!(
@@ -198,7 +280,7 @@ mod tests {
         let back = super::read_cached(&path).expect("readable");
         assert_eq!(back.values, offsets.values);
         assert_eq!(back.missing, offsets.missing);
-        std::fs::write(&path, "v1\n1,2\n").unwrap();
+        std::fs::write(&path, "v2\n1,2\n").unwrap();
         assert!(
             super::read_cached(&path).is_none(),
             "a short list is not used"

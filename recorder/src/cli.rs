@@ -36,6 +36,11 @@ pub struct Cli {
     /// segment shows the recorder was running and saw nothing).
     #[arg(long, default_value = "60", value_parser = parse_interval)]
     pub rotate_interval: Duration,
+    /// How often every fanotify group on the machine is compared with what the kernel says
+    /// (its fdinfo): the longest a change the kernel makes on its own (an unlinked file's
+    /// mark, a closed group in tracepoint mode) takes to reach the capture. At least 0.1.
+    #[arg(long, default_value = "1", value_parser = parse_interval)]
+    pub reconcile_interval: Duration,
     /// When the disk fills: stop with an error, or drop and count calls until space is back.
     #[arg(long, value_enum, default_value_t = writer::OnDiskFull::Stop)]
     pub on_disk_full: writer::OnDiskFull,

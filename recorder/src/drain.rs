@@ -45,6 +45,8 @@ pub struct DrainOptions {
     pub progress: Arc<WriterProgress>,
     /// Print each call as it is recorded.
     pub print: bool,
+    /// How often every group's fdinfo is compared with what the recorder knows.
+    pub reconcile_interval: Duration,
     /// Installed before the probe was loaded: a stop asked for during start-up is honoured
     /// once recording begins, with a proper last segment.
     pub signals: Signals,
@@ -99,6 +101,8 @@ pub async fn record(
     tokio::pin!(deadline);
     let mut total = 0u64;
     let mut last_flush = tokio::time::Instant::now();
+    // None: the kernel has not been looked at yet, which the first tick does at once.
+    let mut last_reconcile: Option<tokio::time::Instant> = None;
     let mut status = Status::new();
     let mut more = false;
     let print = opts.print;
@@ -126,6 +130,21 @@ pub async fn record(
                 let n = drain_ring(ring.get_mut(), batcher, tx, chunk, print)?;
                 total += n;
                 more = n == chunk;
+                let full = last_reconcile.is_none_or(|t| t.elapsed() >= opts.reconcile_interval);
+                if full || batcher.state.scan_due() {
+                    total += reconcile(
+                        probe,
+                        ring.get_mut(),
+                        batcher,
+                        tx,
+                        full,
+                        print,
+                        limit.saturating_sub(total),
+                    )?;
+                    if full {
+                        last_reconcile = Some(tokio::time::Instant::now());
+                    }
+                }
                 let lost = probe.loss_counts()?;
                 *opts.lost.lock().unwrap_or_else(|p| p.into_inner()) = lost;
                 if last_flush.elapsed() >= flush_interval {
@@ -142,8 +161,18 @@ pub async fn record(
             _ = &mut deadline => break StopReason::Duration(duration.unwrap_or_default()),
         }
     };
-    // Detach first so the final drain sees every call that completed while attached.
+    // A last look at the kernel, then detach, so the final drain sees every call that
+    // completed while attached.
     status.finish();
+    total += reconcile(
+        probe,
+        ring.get_mut(),
+        batcher,
+        tx,
+        true,
+        print,
+        limit.saturating_sub(total),
+    )?;
     probe.detach();
     total += drain_ring(
         ring.get_mut(),
@@ -159,7 +188,8 @@ pub async fn record(
     })
 }
 
-/// Moves up to `limit` records from the ring into batches; returns how many.
+/// Moves up to `limit` calls from the ring into batches (with the kernel-state items that
+/// come with them); returns how many calls.
 fn drain_ring(
     ring: &mut RingBuf<MapData>,
     batcher: &mut Batcher,
@@ -170,19 +200,55 @@ fn drain_ring(
     let mut n = 0;
     while n < limit {
         let Some(item) = ring.next() else { break };
-        let (ev, path) = batcher
+        let (ev, path, is_call) = batcher
             .push(&item)
             .context("the probe sent a malformed record (probe and recorder built apart?)")?;
-        if print {
-            print_call(&ev, path, batcher.boot_to_wall_ns());
+        if is_call {
+            if print {
+                print_call(&ev, path, batcher.boot_to_wall_ns());
+            }
+            n += 1;
         }
-        n += 1;
         drop(item);
-        if batcher.is_full() {
-            flush(batcher, tx)?;
-        }
+    }
+    batcher.settle();
+    if batcher.is_full() {
+        flush(batcher, tx)?;
     }
     Ok(n)
+}
+
+/// A scan of every fanotify fd, with every group's fdinfo when `read_all`: what changed in the
+/// kernel goes into the batch. The ring is drained first, so the calls that led to the
+/// present state are known before it is compared.
+fn reconcile(
+    probe: &mut Probe,
+    ring: &mut RingBuf<MapData>,
+    batcher: &mut Batcher,
+    tx: &SyncSender<ToWriter>,
+    read_all: bool,
+    print: bool,
+    limit: u64,
+) -> anyhow::Result<u64> {
+    let mut drained = 0;
+    loop {
+        let chunk = DRAIN_CHUNK.min(limit - drained);
+        let n = drain_ring(ring, batcher, tx, chunk, print)?;
+        drained += n;
+        if n < chunk || chunk == 0 {
+            break;
+        }
+    }
+    let entries = probe.scan()?;
+    batcher
+        .state
+        .on_scan(&entries, crate::state::boot_now_ns(), read_all);
+    probe.add_group_owners(&batcher.state.take_new_holders());
+    batcher.settle();
+    if batcher.is_full() {
+        flush(batcher, tx)?;
+    }
+    Ok(drained)
 }
 
 fn print_call(ev: &CallRecord, path: &[u8], boot_to_wall_ns: i64) {

@@ -18,6 +18,7 @@ mod output;
 mod owners;
 mod probe;
 mod segment;
+mod state;
 mod status;
 mod tracefs;
 mod upload;
@@ -83,19 +84,20 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             return Err(e);
         }
     };
+    let filters = probe::Filters {
+        pids: cli.pids.clone(),
+        exclude_pids: cli.exclude_pids.clone(),
+        uids: cli.uids.clone(),
+        exclude_uids: cli.exclude_uids.clone(),
+        comms: cli.comms.clone(),
+        exclude_comms: cli.exclude_comms.clone(),
+        cgroups: cli.cgroups.clone(),
+        exclude_cgroups: cli.exclude_cgroups.clone(),
+    };
     let loaded = probe::Probe::load_and_attach(probe::ProbeOptions {
         kernel_types,
         ring_buffer_bytes: cli.ring_buffer,
-        filters: probe::Filters {
-            pids: cli.pids.clone(),
-            exclude_pids: cli.exclude_pids.clone(),
-            uids: cli.uids.clone(),
-            exclude_uids: cli.exclude_uids.clone(),
-            comms: cli.comms.clone(),
-            exclude_comms: cli.exclude_comms.clone(),
-            cgroups: cli.cgroups.clone(),
-            exclude_cgroups: cli.exclude_cgroups.clone(),
-        },
+        filters: filters.clone(),
         attach: cli.attach,
         ia32: cli.ia32,
     });
@@ -114,6 +116,8 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         attachment.points.join(", "),
         attachment.ia32.metadata_value()
     );
+    let kernel_state_sources = attachment.kernel_state_sources(cli.reconcile_interval);
+    tracing::info!("kernel state: {kernel_state_sources}");
     let clock_offset_ns = clock::boot_to_wall_offset_ns();
     let lost_cell = Arc::new(Mutex::new(probe::LossCounts::default()));
     let progress = Arc::new(status::WriterProgress::default());
@@ -157,6 +161,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         progress: progress.clone(),
         on_disk_full: cli.on_disk_full,
         attachment,
+        kernel_state_sources,
         upload_wake,
     })?;
     println!(
@@ -172,7 +177,9 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         .enable_all()
         .build()
         .context("starting the async runtime")?;
-    let mut batcher = batch::Batcher::new(clock_offset_ns, origin);
+    let kernel_state =
+        state::KernelState::new(&origin.boot_id, std::process::id(), Box::new(filters));
+    let mut batcher = batch::Batcher::new(clock_offset_ns, origin, kernel_state);
     let drained = runtime.block_on(drain::record(
         &mut probe,
         events,
@@ -186,6 +193,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             lost: lost_cell,
             progress,
             print: cli.print,
+            reconcile_interval: cli.reconcile_interval,
             signals,
         },
     ));

@@ -45,6 +45,8 @@ pub struct WriterConfig {
     pub on_disk_full: OnDiskFull,
     /// How the probe is attached, recorded in every segment.
     pub attachment: Attachment,
+    /// Where the facts about the kernel's groups and marks come from.
+    pub kernel_state_sources: String,
     /// With --upload: told of every finished segment. Finished segments then wait for the
     /// uploader, which removes them, and `--keep` never removes one.
     pub upload_wake: Option<std::sync::mpsc::Sender<()>>,
@@ -405,6 +407,7 @@ impl Writer {
             (keys::ATTACH_REASON, cfg.attachment.reason.clone()),
             (keys::ATTACH_POINTS, cfg.attachment.points.join(",")),
             (keys::IA32_COVERED, cfg.attachment.ia32.metadata_value()),
+            (keys::KERNEL_STATE_SOURCES, cfg.kernel_state_sources.clone()),
             (keys::STOP_REASON, stop_reason),
         ]
         .into_iter()
@@ -612,7 +615,7 @@ mod tests {
             let mut ev: CallRecord = unsafe { std::mem::zeroed() };
             ev.enter_ns = t;
             ev.exit_ns = t;
-            b.append(&ev, b"", 0, &ProcessInfo::default());
+            b.append(&ev, b"", 0, &ProcessInfo::default(), &Default::default());
         }
         b.finish().unwrap()
     }

@@ -12,7 +12,9 @@ use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
 use arrow::error::ArrowError;
 
 use crate::metadata;
-use crate::record::{Abi, CallRecord, PathStatus, SYSCALL_EXIT, SYSCALL_INIT, SYSCALL_MARK};
+use crate::record::{
+    Abi, CallRecord, MarkEntry, PathStatus, SYSCALL_EXIT, SYSCALL_INIT, SYSCALL_MARK,
+};
 
 /// One column of the `events` table.
 pub struct Column {
@@ -28,8 +30,44 @@ pub fn syscall_type() -> DataType {
     DataType::Dictionary(Box::new(DataType::UInt8), Box::new(DataType::Utf8))
 }
 
-/// The `syscall` dictionary, indexed by `CallRecord::syscall`.
-pub const SYSCALL_NAMES: [&str; 3] = ["fanotify_mark", "fanotify_init", "process_exit"];
+/// The `syscall` dictionary, indexed by [`RowKind`]: the two syscalls, the exits of group
+/// holders, and the kernel's own state as the recorder saw it.
+pub const SYSCALL_NAMES: [&str; 7] = [
+    "fanotify_mark",
+    "fanotify_init",
+    "process_exit",
+    "mark_state",
+    "group_held",
+    "group_released",
+    "group_end",
+];
+
+/// What a row is: a call, a group holder's exit, or a fact about the kernel's state. The value
+/// is the row's key in [`SYSCALL_NAMES`]; the first three equal `CallRecord::syscall`.
+#[repr(u8)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RowKind {
+    Mark = 0,
+    Init = 1,
+    Exit = 2,
+    /// A mark as the kernel held it at `time`, where no call row says so: what the recorder
+    /// found at start, and every change the kernel made on its own or that a lost call made.
+    /// `mark_mask` and `mark_ignored_mask` both 0: the mark is gone.
+    MarkState = 3,
+    /// `(pid, fanotify_fd)` holds the group from `time` on (found by a scan: at start, or an
+    /// fd inherited, duplicated or received since).
+    GroupHeld = 4,
+    /// `(pid, fanotify_fd)` no longer holds the group (closed, replaced, or its process gone).
+    GroupReleased = 5,
+    /// The group is gone: its last fd was closed, and with it every mark.
+    GroupEnd = 6,
+}
+
+impl RowKind {
+    pub const fn name(self) -> &'static str {
+        SYSCALL_NAMES[self as usize]
+    }
+}
 
 /// `abi` holds one of two names, stored like `syscall`.
 pub fn abi_type() -> DataType {
@@ -84,6 +122,15 @@ columns! {
     "abi": abi_type(), true, "The syscall ABI the call came in through: x86_64 (native) or ia32 (a 32-bit call, int $0x80, also from a 64-bit process). NULL for process_exit rows, and in segments before schema version 4, whose recorder saw only native calls.";
     "host": origin_type(), false, "Host name of the machine that recorded the call (segments before schema version 4: taken from their metadata when read).";
     "boot_id": origin_type(), false, "Boot id of that machine (/proc/sys/kernel/random/boot_id): pids and times are meaningful per host and boot.";
+    "group_id": DataType::UInt64, true, "The fanotify group the row is about, the same for every fd and process that holds it and stable for the boot (a keyed hash of the kernel's group, never its address). NULL when the call's fd was not a fanotify group, and in segments before schema version 6.";
+    "object": DataType::Utf8, true, "The object the mark is on, as the kernel resolved it, in /proc/PID/fdinfo's terms: inode:SDEV:INO, mount:MNT_ID, filesystem:SDEV (hexadecimal) or mntns:INUM. NULL where no source could tell (object_source says which source did).";
+    "object_source": DataType::Utf8, true, "How the object was learnt: hook (the kernel's security_path_notify, fentry mode), entry (the dirfd's open file, read at syscall entry), exit (the group's marks the probe read right after the call), fdinfo (the recorder's read of /proc/PID/fdinfo) or recorder (the recorder resolved the pathname after the call).";
+    "fs_type": DataType::Utf8, true, "The object's file system type (from the mount table).";
+    "resolved_path": DataType::Utf8, true, "The object's absolute path as the recorder's mount namespace sees it (path_source says how it was found); NULL when it could not be found. pathname is the argument as given.";
+    "path_source": DataType::Utf8, true, "How resolved_path was found: handle (open_by_handle_at of the file handle fdinfo shows), mountinfo (the mount table, for mount and file-system marks; mountinfo of PID when only the caller's namespace has it), pathname (the absolute pathname as given, when nothing better was possible), cwd or dirfd (the relative pathname joined to the caller's directory).";
+    "mark_mask": DataType::UInt64, true, "The mark's event mask in the kernel right after the call (or when seen, for mark_state rows); 0 with mark_ignored_mask 0 when the mark is gone.";
+    "mark_ignored_mask": DataType::UInt64, true, "The mark's ignore mask in the kernel, like mark_mask.";
+    "mark_flags": DataType::UInt32, true, "The mark's flags as fdinfo reports them (mflags: FAN_MARK_IGNORED_SURV_MODIFY, FAN_MARK_EVICTABLE, FAN_MARK_IGNORE).";
 }
 
 /// A column of the `events` view that the analyzer computes from stored columns when a query
@@ -147,9 +194,72 @@ impl Column {
         match (self.name, version) {
             ("syscall", ..3) => Some(DataType::Utf8),
             ("abi" | "host" | "boot_id", ..4) => None,
+            (name, ..6) if KERNEL_STATE_COLUMNS.contains(&name) => None,
             _ => Some((self.data_type)()),
         }
     }
+}
+
+/// The columns schema version 6 added: the kernel's own view of groups and marks.
+pub const KERNEL_STATE_COLUMNS: [&str; 9] = [
+    "group_id",
+    "object",
+    "object_source",
+    "fs_type",
+    "resolved_path",
+    "path_source",
+    "mark_mask",
+    "mark_ignored_mask",
+    "mark_flags",
+];
+
+/// A mark's state in the kernel: what one fdinfo line says.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct MarkState {
+    pub mask: u64,
+    pub ignored_mask: u64,
+    /// `mflags` as fdinfo prints it.
+    pub flags: u32,
+}
+
+impl MarkState {
+    /// A mark whose masks are both empty does not exist.
+    pub fn is_gone(&self) -> bool {
+        self.mask == 0 && self.ignored_mask == 0
+    }
+}
+
+/// What the recorder learnt about a row's group and object from the kernel.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct KernelFacts {
+    pub group_id: Option<u64>,
+    pub object: Option<String>,
+    pub object_source: Option<&'static str>,
+    pub fs_type: Option<String>,
+    pub resolved_path: Option<String>,
+    pub path_source: Option<&'static str>,
+    pub mark: Option<MarkState>,
+}
+
+/// A row that is not a call: a fact about the kernel's groups and marks (see [`RowKind`]).
+#[derive(Clone, Debug, Default)]
+pub struct StateRow {
+    /// `CLOCK_BOOTTIME` when the fact held, in nanoseconds.
+    pub boot_ns: u64,
+    /// The process the fact was seen through (a holder of the group), its fd for the group,
+    /// and what /proc said about it.
+    pub pid: u32,
+    pub tid: u32,
+    pub comm: String,
+    pub ppid: u32,
+    pub uid: u32,
+    pub gid: u32,
+    pub fd: i32,
+    /// `group_held`: the group's `fanotify_init` flags and `event_f_flags`, as fdinfo shows
+    /// them.
+    pub flags: u32,
+    pub mask: u64,
+    pub facts: KernelFacts,
 }
 
 /// The Arrow schema of the `events` table, with the schema version in its metadata.
@@ -206,6 +316,15 @@ pub struct EventBuilder {
     syscall: Vec<u8>,
     /// Keys into [`ABI_NAMES`]; `None` for a value the probe should never send.
     abi: Vec<Option<u8>>,
+    group_id: UInt64Builder,
+    object: StringBuilder,
+    object_source: StringBuilder,
+    fs_type: StringBuilder,
+    resolved_path: StringBuilder,
+    path_source: StringBuilder,
+    mark_mask: UInt64Builder,
+    mark_ignored_mask: UInt64Builder,
+    mark_flags: UInt32Builder,
     origin: Origin,
     schema: SchemaRef,
 }
@@ -238,6 +357,15 @@ impl EventBuilder {
             ret: Int64Builder::with_capacity(rows),
             syscall: Vec::with_capacity(rows),
             abi: Vec::with_capacity(rows),
+            group_id: UInt64Builder::with_capacity(rows),
+            object: StringBuilder::with_capacity(rows, 0),
+            object_source: StringBuilder::with_capacity(rows, 0),
+            fs_type: StringBuilder::with_capacity(rows, 0),
+            resolved_path: StringBuilder::with_capacity(rows, 0),
+            path_source: StringBuilder::with_capacity(rows, 0),
+            mark_mask: UInt64Builder::with_capacity(rows),
+            mark_ignored_mask: UInt64Builder::with_capacity(rows),
+            mark_flags: UInt32Builder::with_capacity(rows),
             origin,
             schema: events_schema(),
         }
@@ -258,6 +386,7 @@ impl EventBuilder {
         path: &[u8],
         boot_to_wall_ns: i64,
         process: &ProcessInfo,
+        facts: &KernelFacts,
     ) {
         self.time
             .append_value((ev.enter_ns as i64).saturating_add(boot_to_wall_ns));
@@ -314,12 +443,68 @@ impl EventBuilder {
             _ => SYSCALL_MARK,
         });
         self.abi.push(Abi::from_u8(ev.abi).map(|a| a as u8));
+        self.append_facts(facts);
+    }
+
+    /// Appends a row about the kernel's state (`kind` is not a call), at `boot_ns` converted
+    /// with `boot_to_wall_ns`.
+    pub fn append_state(
+        &mut self,
+        kind: RowKind,
+        row: &StateRow,
+        boot_to_wall_ns: i64,
+        process: &ProcessInfo,
+    ) {
+        self.time
+            .append_value((row.boot_ns as i64).saturating_add(boot_to_wall_ns));
+        self.duration_ns.append_value(0);
+        self.pid.append_value(row.pid);
+        self.tid.append_value(row.tid);
+        self.comm.append_value(&row.comm);
+        self.ppid.append_value(row.ppid);
+        self.uid.append_value(row.uid);
+        self.gid.append_value(row.gid);
+        self.cgroup_id.append_value(0);
+        self.mnt_ns.append_value(0);
+        self.pid_ns.append_value(0);
+        self.exe.append_option(process.exe.as_deref());
+        self.container_id
+            .append_option(process.container_id.as_deref());
+        self.fanotify_fd.append_value(row.fd);
+        self.flags.append_value(row.flags);
+        self.mask.append_value(row.mask);
+        self.dirfd.append_value(0);
+        self.pathname.append_null();
+        self.pathname_raw.append_null();
+        self.pathname_status.append_value(PathStatus::Null.name());
+        self.ret.append_value(0);
+        self.syscall.push(kind as u8);
+        self.abi.push(None);
+        self.append_facts(&row.facts);
+    }
+
+    fn append_facts(&mut self, facts: &KernelFacts) {
+        self.group_id.append_option(facts.group_id);
+        self.object.append_option(facts.object.as_deref());
+        self.object_source.append_option(facts.object_source);
+        self.fs_type.append_option(facts.fs_type.as_deref());
+        self.resolved_path
+            .append_option(facts.resolved_path.as_deref());
+        self.path_source.append_option(facts.path_source);
+        self.mark_mask.append_option(facts.mark.map(|m| m.mask));
+        self.mark_ignored_mask
+            .append_option(facts.mark.map(|m| m.ignored_mask));
+        self.mark_flags.append_option(facts.mark.map(|m| m.flags));
     }
 
     /// The rows appended so far, as one batch; the builder is left empty.
     pub fn finish(&mut self) -> Result<RecordBatch, ArrowError> {
         let rows = self.len();
-        const _: () = assert!(SYSCALL_MARK == 0 && SYSCALL_INIT == 1 && SYSCALL_EXIT == 2);
+        const _: () = assert!(
+            SYSCALL_MARK == RowKind::Mark as u8
+                && SYSCALL_INIT == RowKind::Init as u8
+                && SYSCALL_EXIT == RowKind::Exit as u8
+        );
         let keys = UInt8Array::from(std::mem::take(&mut self.syscall));
         let syscall =
             DictionaryArray::try_new(keys, Arc::new(StringArray::from(SYSCALL_NAMES.to_vec())))?;
@@ -353,6 +538,15 @@ impl EventBuilder {
             Arc::new(abi),
             constant_origin_column(&self.origin.host, rows)?,
             constant_origin_column(&self.origin.boot_id, rows)?,
+            Arc::new(self.group_id.finish()),
+            Arc::new(self.object.finish()),
+            Arc::new(self.object_source.finish()),
+            Arc::new(self.fs_type.finish()),
+            Arc::new(self.resolved_path.finish()),
+            Arc::new(self.path_source.finish()),
+            Arc::new(self.mark_mask.finish()),
+            Arc::new(self.mark_ignored_mask.finish()),
+            Arc::new(self.mark_flags.finish()),
         ];
         RecordBatch::try_new(self.schema.clone(), columns)
     }
@@ -374,6 +568,22 @@ pub fn parse_item(item: &[u8]) -> Result<(CallRecord, &[u8]), ItemError> {
         });
     }
     Ok((ev, &path[..ev.path_len as usize]))
+}
+
+/// The marks an [`crate::record::ITEM_MARKS`] or [`crate::record::ITEM_MARK_DESTROY`] item
+/// carries after its header.
+pub fn parse_mark_entries(item: &[u8]) -> Result<(CallRecord, Vec<MarkEntry>), ItemError> {
+    use crate::record::{CALL_RECORD_SIZE, MARK_ENTRY_SIZE};
+    if item.len() < CALL_RECORD_SIZE {
+        return Err(ItemError::Short(item.len()));
+    }
+    // SAFETY: as in parse_item; every MarkEntry bit pattern is valid.
+    let ev: CallRecord = unsafe { std::ptr::read_unaligned(item.as_ptr().cast()) };
+    let entries = item[CALL_RECORD_SIZE..]
+        .chunks_exact(MARK_ENTRY_SIZE)
+        .map(|chunk| unsafe { std::ptr::read_unaligned(chunk.as_ptr().cast::<MarkEntry>()) })
+        .collect();
+    Ok((ev, entries))
 }
 
 /// A ring-buffer item that does not hold a whole record: a probe/recorder mismatch.
@@ -406,7 +616,6 @@ mod tests {
             mnt_ns: 4026531841,
             pid_ns: 4026531836,
             abi: 0,
-            _pad: [0; 3],
             fanotify_fd: 3,
             flags: 1,
             dirfd: -100,
@@ -414,6 +623,7 @@ mod tests {
             path_status: status as u8,
             syscall: 0,
             comm: *b"demo\0\0\0\0\0\0\0\0\0\0\0\0",
+            ..CallRecord::default()
         }
     }
 
@@ -429,7 +639,13 @@ mod tests {
         let schema = events_schema();
         assert_eq!(schema.fields().len(), COLUMNS.len());
         let mut b = EventBuilder::with_capacity(1, 0, Origin::default());
-        b.append(&event(0, PathStatus::Null), b"", 0, &ProcessInfo::default());
+        b.append(
+            &event(0, PathStatus::Null),
+            b"",
+            0,
+            &ProcessInfo::default(),
+            &KernelFacts::default(),
+        );
         assert_eq!(b.finish().unwrap().num_columns(), COLUMNS.len());
     }
 
@@ -443,7 +659,7 @@ mod tests {
         ] {
             let raw = item(&event(path.len() as u16, status), path);
             let (ev, p) = parse_item(&raw).unwrap();
-            b.append(&ev, p, 5, &ProcessInfo::default());
+            b.append(&ev, p, 5, &ProcessInfo::default(), &KernelFacts::default());
         }
         let batch = b.finish().unwrap();
         let text = batch.column_by_name("pathname").unwrap().as_string::<i32>();

@@ -19,3 +19,5 @@ pub mod integrity;
 pub mod layout;
 #[cfg(feature = "user")]
 pub mod metadata;
+#[cfg(feature = "user")]
+pub mod object;

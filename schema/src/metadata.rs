@@ -8,9 +8,14 @@
 /// recorder sees ia32 calls too), `host` and `boot_id` as columns, the attach-mode keys and
 /// the integrity keys below. Version 5 adds `process_exit` rows (the exit of every process that
 /// created a fanotify group): in older segments the end of a group's owner is not seen.
-pub const CURRENT_SCHEMA_VERSION: u32 = 5;
+/// Version 6 adds the kernel's own view: `group_id`, the object each mark call resolved to and
+/// the mark's state after it, and rows of the groups and marks the recorder found in the
+/// kernel (`mark_state`, `group_held`, `group_released`, `group_end`).
+pub const CURRENT_SCHEMA_VERSION: u32 = 6;
 /// The first version whose recorder records group owners' exits.
 pub const EXITS_SINCE_VERSION: u32 = 5;
+/// The first version that records the kernel's groups and marks.
+pub const KERNEL_STATE_SINCE_VERSION: u32 = 6;
 
 pub const SCHEMA_VERSION: &str = "fantrace.schema_version";
 pub const RECORDER_VERSION: &str = "fantrace.recorder_version";
@@ -39,6 +44,9 @@ pub const ATTACH_POINTS: &str = "fantrace.attach_points";
 /// Whether 32-bit (ia32) calls are recorded: `yes`, or `no: <why>`.
 pub const IA32_COVERED: &str = "fantrace.ia32_covered";
 pub const STOP_REASON: &str = "fantrace.stop_reason";
+/// Where the segment's facts about the kernel's groups and marks come from on this kernel:
+/// the hooks attached, the probe's reads after each call, how often fdinfo was read.
+pub const KERNEL_STATE_SOURCES: &str = "fantrace.kernel_state_sources";
 /// Random id of one recorder run, or of one export: its segments form one chain.
 pub const RECORDING_ID: &str = "fantrace.recording_id";
 /// The segment's place in its recording, from 0.

@@ -1,0 +1,276 @@
+//! The state layer on made-up items: what each call did is told by the difference the kernel
+//! showed, whatever the call's path said.
+use fantrace_schema::arrow::{MarkState, RowKind};
+use fantrace_schema::object::ObjectKey;
+use fantrace_schema::record::{
+    CallRecord, ITEM_GROUP_RELEASE, ITEM_MARKS, MarkEntry, SNAPSHOT_COMPLETE, SYSCALL_EXIT,
+    SYSCALL_INIT, SYSCALL_MARK, ScanEntry, obj_type,
+};
+
+use super::{Everyone, KernelState, Row};
+
+const GROUP: u64 = 0xffff_8880_0bad_f00d;
+const PID: u32 = 4_000_001;
+const FD: i32 = 3;
+const DEV: u32 = 254 << 20;
+const ADD: u32 = 0x1;
+const REMOVE: u32 = 0x2;
+const MOUNT: u32 = 0x10;
+const FLUSH: u32 = 0x80;
+
+fn state() -> KernelState {
+    KernelState::new("", 1, Box::new(Everyone))
+}
+
+fn call(syscall: u8, at: u64, flags: u32, mask: u64, ret: i64) -> CallRecord {
+    CallRecord {
+        enter_ns: at,
+        exit_ns: at + 10,
+        pid: PID,
+        tid: PID,
+        fanotify_fd: FD,
+        flags,
+        mask,
+        ret,
+        group: GROUP,
+        syscall,
+        dirfd: -100,
+        ..CallRecord::default()
+    }
+}
+
+fn inode(ino: u64, mask: u32) -> MarkEntry {
+    MarkEntry {
+        key: ino,
+        dev: DEV,
+        mask,
+        obj_type: obj_type::INODE,
+        ..MarkEntry::default()
+    }
+}
+
+fn mount(id: u64, mask: u32) -> MarkEntry {
+    MarkEntry {
+        key: id,
+        mask,
+        obj_type: obj_type::VFSMOUNT,
+        ..MarkEntry::default()
+    }
+}
+
+/// A successful mark call and the marks its group had right after it.
+fn marked(s: &mut KernelState, at: u64, flags: u32, mask: u64, marks: &[MarkEntry]) {
+    let ev = call(SYSCALL_MARK, at, flags, mask, 0);
+    let mut snap = ev;
+    snap.syscall = ITEM_MARKS;
+    snap.ret = marks.len() as i64;
+    snap.flags = SNAPSHOT_COMPLETE;
+    let tail: Vec<u8> = marks
+        .iter()
+        .flat_map(|m| {
+            // SAFETY: MarkEntry is plain data.
+            unsafe {
+                std::slice::from_raw_parts(
+                    std::ptr::from_ref(m).cast::<u8>(),
+                    std::mem::size_of::<MarkEntry>(),
+                )
+            }
+            .to_vec()
+        })
+        .collect();
+    s.on_item(&snap, &tail);
+    s.on_item(&ev, b"/somewhere");
+}
+
+/// (kind, object, mask) of every row handed out, calls as "call".
+fn rows(s: &mut KernelState) -> Vec<(String, Option<String>, Option<u64>)> {
+    s.settle()
+        .into_iter()
+        .map(|r| match r {
+            Row::Call { facts, .. } => ("call".into(), facts.object, facts.mark.map(|m| m.mask)),
+            Row::State { kind, row } => (
+                kind.name().into(),
+                row.facts.object,
+                row.facts.mark.map(|m| m.mask),
+            ),
+        })
+        .collect()
+}
+
+fn key(ino: u64) -> Option<String> {
+    Some(ObjectKey::Inode { dev: DEV, ino }.to_string())
+}
+
+fn made(s: &mut KernelState) {
+    let mut init = call(SYSCALL_INIT, 10, 0, 0, i64::from(FD));
+    init.fanotify_fd = -1;
+    s.on_item(&init, b"");
+}
+
+#[test]
+fn each_call_names_the_object_it_changed_and_its_masks_after() {
+    let mut s = state();
+    made(&mut s);
+    marked(&mut s, 100, ADD, 0x28, &[inode(7, 0x28)]);
+    marked(
+        &mut s,
+        200,
+        ADD | MOUNT,
+        0x20,
+        &[mount(0x1c, 0x20), inode(7, 0x28)],
+    );
+    marked(
+        &mut s,
+        300,
+        REMOVE,
+        0x20,
+        &[mount(0x1c, 0x20), inode(7, 0x8)],
+    );
+    marked(&mut s, 400, REMOVE, 0x8, &[mount(0x1c, 0x20)]);
+    assert_eq!(
+        rows(&mut s),
+        vec![
+            ("call".into(), None, None),
+            ("call".into(), key(7), Some(0x28)),
+            ("call".into(), Some("mount:1c".into()), Some(0x20)),
+            ("call".into(), key(7), Some(0x8)),
+            ("call".into(), key(7), Some(0)),
+        ]
+    );
+}
+
+#[test]
+fn what_the_kernel_did_on_its_own_is_a_row_of_its_own() {
+    let mut s = state();
+    made(&mut s);
+    marked(&mut s, 100, ADD, 0x2, &[inode(7, 0x2)]);
+    marked(&mut s, 200, ADD, 0x2, &[inode(8, 0x2), inode(7, 0x2)]);
+    // Between the calls, 7 was unlinked and the kernel dropped its mark.
+    marked(&mut s, 300, ADD, 0x1, &[inode(9, 0x1), inode(8, 0x2)]);
+    let got = rows(&mut s);
+    assert_eq!(
+        got[3..].to_vec(),
+        vec![
+            ("mark_state".into(), key(7), Some(0)),
+            ("call".into(), key(9), Some(0x1)),
+        ],
+        "the drop, then the call that showed it"
+    );
+}
+
+#[test]
+fn a_flush_removes_its_type_and_a_no_op_changes_nothing() {
+    let mut s = state();
+    made(&mut s);
+    marked(&mut s, 100, ADD, 0x2, &[inode(7, 0x2)]);
+    marked(
+        &mut s,
+        150,
+        ADD | MOUNT,
+        0x20,
+        &[mount(0x1c, 0x20), inode(7, 0x2)],
+    );
+    // Adding bits already there: nothing to tell the object by.
+    marked(&mut s, 170, ADD, 0x2, &[mount(0x1c, 0x20), inode(7, 0x2)]);
+    marked(&mut s, 200, FLUSH, 0, &[mount(0x1c, 0x20)]);
+    let got = rows(&mut s);
+    assert_eq!(got[3], ("call".into(), None, None), "a no-op add");
+    assert_eq!(
+        got[4..].to_vec(),
+        vec![
+            ("mark_state".into(), key(7), Some(0)),
+            ("call".into(), None, None),
+        ],
+        "the flush's removal, then the flush"
+    );
+}
+
+#[test]
+fn a_group_found_by_a_scan_is_held_and_ends_with_its_last_holder() {
+    let mut s = state();
+    // Two processes hold one group (a fork): one group, two holders.
+    let scan = [
+        ScanEntry {
+            group: GROUP,
+            tgid: PID,
+            fd: FD as u32,
+        },
+        ScanEntry {
+            group: GROUP,
+            tgid: PID + 1,
+            fd: 5,
+        },
+    ];
+    s.on_scan(&scan, 1_000, true);
+    let got = rows(&mut s);
+    assert_eq!(
+        got.iter().filter(|r| r.0 == "group_held").count(),
+        2,
+        "{got:?}"
+    );
+    assert_eq!(s.take_new_holders(), vec![PID, PID + 1]);
+    // The child closes its copy: released, the group lives on.
+    s.on_scan(&scan[..1], 2_000, true);
+    assert_eq!(
+        rows(&mut s).into_iter().map(|r| r.0).collect::<Vec<_>>(),
+        ["group_released"]
+    );
+    // The parent exits: the next scan no longer sees the group, which ended at the exit.
+    let mut exit = call(SYSCALL_EXIT, 2_500, 0, 0, 0);
+    exit.group = 0;
+    s.on_item(&exit, b"");
+    assert!(s.scan_due());
+    s.on_scan(&[], 3_000, true);
+    let ends: Vec<_> = s
+        .settle()
+        .into_iter()
+        .filter_map(|r| match r {
+            Row::State {
+                kind: RowKind::GroupEnd,
+                row,
+            } => Some(row.boot_ns),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(ends, [2_500], "ended at the last holder's exit");
+}
+
+#[test]
+fn a_release_the_kernel_reports_ends_the_group_then_and_there() {
+    let mut s = state();
+    made(&mut s);
+    let mut release = call(ITEM_GROUP_RELEASE, 5_000, 0, 0, 0);
+    release.fanotify_fd = -1;
+    s.on_item(&release, b"");
+    let got = rows(&mut s);
+    assert_eq!(got.last().map(|r| r.0.as_str()), Some("group_end"));
+    s.on_scan(&[], 6_000, true);
+    assert!(rows(&mut s).is_empty(), "ended once");
+}
+
+#[test]
+fn fdinfo_differences_are_mark_state_rows() {
+    let mut s = state();
+    made(&mut s);
+    marked(&mut s, 100, ADD, 0x2, &[inode(7, 0x2)]);
+    rows(&mut s);
+    let mut info = super::fdinfo::GroupInfo::default();
+    info.marks.insert(
+        ObjectKey::Inode { dev: DEV, ino: 8 },
+        MarkState {
+            mask: 0x1,
+            ignored_mask: 0,
+            flags: 0,
+        },
+    );
+    s.observe(GROUP, &info, PID, FD, 900);
+    let mut got = rows(&mut s);
+    got.sort();
+    assert_eq!(
+        got,
+        vec![
+            ("mark_state".into(), key(7), Some(0)),
+            ("mark_state".into(), key(8), Some(1)),
+        ]
+    );
+}
