@@ -73,12 +73,17 @@ pub fn state_sql(until: &str) -> String {
                                       CASE WHEN syscall = 'fanotify_init' OR ret = 1
                                            THEN 1 ELSE 0 END) END)['known'] AS marks_known,
            min(CASE WHEN syscall IN ('fanotify_init', 'group_held')
-                    THEN named_struct('t', time, 'pid', pid, 'comm', comm,
+                    THEN named_struct('t', time, 'pid', pid) END)['pid'] AS first_pid,
+           min(CASE WHEN syscall IN ('fanotify_init', 'group_held')
+                    THEN named_struct('t', time, 'comm', comm) END)['comm'] AS first_comm,
+           min(CASE WHEN syscall IN ('fanotify_init', 'group_held')
+                    THEN named_struct('t', time,
                                       'fd', CASE WHEN syscall = 'fanotify_init'
                                                  THEN arrow_cast(ret, 'Int32')
-                                                 ELSE fanotify_fd END) END) AS first,
-           min(CASE WHEN syscall = 'group_end' THEN named_struct('t', time, 'how', object_source) END)
-               AS ended
+                                                 ELSE fanotify_fd END) END)['fd'] AS first_fd,
+           min(CASE WHEN syscall = 'group_end' THEN time END) AS ended_at,
+           min(CASE WHEN syscall = 'group_end' THEN named_struct('t', time, 'how', object_source)
+               END)['how'] AS ended_how
     FROM r
     WHERE syscall IN ('fanotify_init', 'group_held', 'group_end')
     GROUP BY origin, group_id
@@ -124,30 +129,34 @@ pub fn state_sql(until: &str) -> String {
            last_value(mark_flags ORDER BY time) AS mark_flags,
            max(fs_type) AS fs_type,
            max(CASE WHEN resolved_path IS NOT NULL
-                    THEN named_struct('t', time, 'path', resolved_path, 'source', path_source)
-               END) AS resolved,
+                    THEN named_struct('t', time, 'path', resolved_path) END)['path']
+               AS resolved_path,
+           max(CASE WHEN resolved_path IS NOT NULL
+                    THEN named_struct('t', time, 'source', path_source) END)['source']
+               AS path_source,
            max(CASE WHEN pathname IS NOT NULL THEN named_struct('t', time, 'p', pathname) END)['p']
                AS pathname
     FROM states
     GROUP BY origin, group_id, object
 ), stated AS (
-    SELECT m.*, g.created, g.seen, g.init_flags, g.marks_known, g.first, g.ended, h.holders,
+    SELECT m.*, g.created, g.seen, g.init_flags, g.marks_known, g.first_pid, g.first_comm,
+           g.first_fd, g.ended_at, g.ended_how, h.holders,
            CASE WHEN m.mask_bits IS NULL THEN '{UNKNOWN}'
                 WHEN m.mask_bits = 0 AND m.ignored_mask_bits = 0 THEN
                      CASE WHEN m.last_source = 'flush' THEN 'flushed'
                           WHEN m.last_kind = 'fanotify_mark' THEN 'removed'
                           ELSE 'removed by the kernel' END
-                WHEN g.ended IS NOT NULL THEN 'ended: group closed'
+                WHEN g.ended_at IS NOT NULL THEN 'ended: group closed'
                 ELSE '{IN_FORCE}' END AS state
     FROM marks m
     LEFT JOIN groups g ON m.origin = g.origin AND m.group_id = g.group_id
     LEFT JOIN holders h ON m.origin = h.origin AND m.group_id = h.group_id
 ), rows AS (
-    SELECT origin, group_id, created, seen, init_flags, first, holders,
-           split_part(object, ':', 1) AS mark_type, object, fs_type,
-           resolved['path'] AS resolved_path, resolved['source'] AS path_source, pathname,
+    SELECT origin, group_id, created, seen, init_flags, first_pid, first_comm, first_fd, holders,
+           split_part(object, ':', 1) AS mark_type, object, fs_type, resolved_path, path_source,
+           pathname,
            mask_bits, ignored_mask_bits, mark_flags, first_seen, last_change, state,
-           CASE WHEN state = 'ended: group closed' THEN ended['t']
+           CASE WHEN state = 'ended: group closed' THEN ended_at
                 WHEN state IN ('removed', 'flushed', 'removed by the kernel') THEN last_change
            END AS ended,
            last_source AS source,
@@ -156,7 +165,7 @@ pub fn state_sql(until: &str) -> String {
                           group had more marks than the probe reads after a call, and was gone \
                           before its fdinfo could be read)'
                 WHEN state = 'ended: group closed'
-                    THEN concat('the group ended (', ended['how'], ')')
+                    THEN concat('the group ended (', ended_how, ')')
                 WHEN state = 'removed by the kernel'
                     THEN concat('the kernel dropped it (seen by ', last_source,
                                 '): its inode was unlinked or evicted, or its mount or file \
@@ -166,12 +175,13 @@ pub fn state_sql(until: &str) -> String {
     UNION ALL
     -- A group found holding fds whose marks could not be read then (its fdinfo was gone by
     -- the time the recorder looked): its marks before that moment are not known.
-    SELECT g.origin, g.group_id, g.created, g.seen, g.init_flags, g.first, h.holders,
+    SELECT g.origin, g.group_id, g.created, g.seen, g.init_flags, g.first_pid, g.first_comm,
+           g.first_fd, h.holders,
            NULL AS mark_type, NULL AS object, NULL AS fs_type, NULL AS resolved_path,
            NULL AS path_source, NULL AS pathname, NULL AS mask_bits, NULL AS ignored_mask_bits,
            NULL AS mark_flags, NULL AS first_seen, NULL AS last_change,
-           CASE WHEN g.ended IS NULL THEN '{UNKNOWN}' ELSE 'ended: group closed' END AS state,
-           g.ended['t'] AS ended, NULL AS source,
+           CASE WHEN g.ended_at IS NULL THEN '{UNKNOWN}' ELSE 'ended: group closed' END AS state,
+           g.ended_at AS ended, NULL AS source,
            'the group was found already made, and its fdinfo could not be read: marks it had \
             then are not in the capture' AS note
     FROM groups g
@@ -179,7 +189,7 @@ pub fn state_sql(until: &str) -> String {
     WHERE g.marks_known = 0
 )
 SELECT arrow_cast(x.host, 'Utf8') AS host, arrow_cast(x.boot_id, 'Utf8') AS boot_id,
-       m.group_id, m.first['pid'] AS pid, m.first['comm'] AS comm, m.first['fd'] AS fd,
+       m.group_id, m.first_pid AS pid, m.first_comm AS comm, m.first_fd AS fd,
        m.holders,
        CASE WHEN m.init_flags IS NULL THEN 'unknown' ELSE fan_init_class(m.init_flags) END AS class,
        m.created AS group_created, m.seen AS group_seen,

@@ -101,8 +101,8 @@ pub async fn record(
     tokio::pin!(deadline);
     let mut total = 0u64;
     let mut last_flush = tokio::time::Instant::now();
-    // None: the kernel has not been looked at yet, which the first tick does at once.
-    let mut last_reconcile: Option<tokio::time::Instant> = None;
+    // The kernel was looked at just before recording began (`main`).
+    let mut last_reconcile = Some(tokio::time::Instant::now());
     let mut status = Status::new();
     let mut more = false;
     let print = opts.print;

@@ -164,6 +164,19 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         kernel_state_sources,
         upload_wake,
     })?;
+    // The kernel's groups and marks as they are now, before the recording is announced: a
+    // group made earlier is then known before any call on it is read.
+    let kernel_state =
+        state::KernelState::new(&origin.boot_id, std::process::id(), Box::new(filters));
+    let mut batcher = batch::Batcher::new(clock_offset_ns, origin, kernel_state);
+    let entries = probe.scan()?;
+    batcher.state.on_scan(&entries, state::boot_now_ns(), true);
+    probe.add_group_owners(&batcher.state.take_new_holders());
+    batcher.settle();
+    tracing::info!(
+        "{} fanotify group(s) on this machine at start",
+        batcher.state.counts.groups_found
+    );
     println!(
         "fantrace-recorder: recording fanotify_mark calls into {} (Ctrl-C to stop)",
         dest.dir.display()
@@ -177,9 +190,6 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         .enable_all()
         .build()
         .context("starting the async runtime")?;
-    let kernel_state =
-        state::KernelState::new(&origin.boot_id, std::process::id(), Box::new(filters));
-    let mut batcher = batch::Batcher::new(clock_offset_ns, origin, kernel_state);
     let drained = runtime.block_on(drain::record(
         &mut probe,
         events,

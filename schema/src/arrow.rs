@@ -259,6 +259,9 @@ pub struct StateRow {
     /// them.
     pub flags: u32,
     pub mask: u64,
+    /// `group_held`: 1 when `flags` and `mask` are known (fdinfo was read, and with it the
+    /// group's marks then), 0 when not.
+    pub ret: i64,
     pub facts: KernelFacts,
 }
 
@@ -477,7 +480,7 @@ impl EventBuilder {
         self.pathname.append_null();
         self.pathname_raw.append_null();
         self.pathname_status.append_value(PathStatus::Null.name());
-        self.ret.append_value(0);
+        self.ret.append_value(row.ret);
         self.syscall.push(kind as u8);
         self.abi.push(None);
         self.append_facts(&row.facts);

@@ -1,9 +1,10 @@
 //! The kernel matrix: the same end-to-end checks on another kernel than this machine's.
 //! Debian 12's 6.1 (the LTS series most servers run) has BPF trampolines, an older verifier and
 //! ia32 emulation, so it exercises what this machine's kernel cannot: the fentry mode, and the
-//! probe passing an older verifier. The test boots the guest once; inside, it records the
-//! scenario workload, the mark lifecycle and a loss storm in fentry and in tracepoint mode; back on the host the
-//! captures are checked exactly like the host's own.
+//! probe passing an older verifier, and the fentry hooks inside fanotify. The test boots the
+//! guest once; inside, it records the scenario workload, the mark lifecycle, the truth workload
+//! (whose checkpoints carry the kernel's fdinfo) and a loss storm in fentry and in tracepoint
+//! mode; back on the host the captures are checked exactly like the host's own.
 use std::path::Path;
 use std::time::Duration;
 
@@ -12,6 +13,7 @@ use fantrace_tests::checks::{assert_every_call_captured, assert_written_plus_los
 use fantrace_tests::guest::{DEBIAN_6_1, GUEST_OUT_ENV, guest_out, require_guest};
 use fantrace_tests::harness::{PausedWorkload, Recorder, query_json, require_probe, run_workload};
 use fantrace_tests::lifecycle::{self, assert_marks_follow};
+use fantrace_tests::truth;
 
 /// The attach mode each recording asks for, and the mode it must get: on 6.1 the default
 /// (auto) must pick fentry.
@@ -55,6 +57,22 @@ fn record_in_guest(out: &Path) {
         std::fs::write(dir.join("lifecycle.end"), end_ns.to_string()).unwrap();
         let _ = std::process::Command::new("umount").arg(&watched).status();
         assert!(summary.contains("0 lost"), "{mode}: {summary}");
+        // The kernel as the judge: fdinfo at every checkpoint. The emulated CPU is slow, so
+        // each step gets three seconds for the recorder's once-a-second look.
+        let rec = Recorder::start(&dir.join("truth"), &["--attach", mode]);
+        let out = std::process::Command::new(fantrace_tests::harness::bin("fantrace-workload"))
+            .args(["--truth", "--settle-ms", "3000", "--dir"])
+            .arg(dir.join("truth-marked"))
+            .output()
+            .unwrap();
+        let summary = rec.stop();
+        assert!(
+            out.status.success(),
+            "{mode}: truth workload: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(summary.contains("0 lost"), "{mode}: {summary}");
+        std::fs::write(dir.join("truth.jsonl"), &out.stdout).unwrap();
         let json: Vec<String> = calls
             .iter()
             .map(|c| serde_json::to_string(c).unwrap())
@@ -141,6 +159,12 @@ fn debian_6_1_records_every_call_in_both_modes_and_accounts_for_losses() {
             .parse()
             .unwrap();
         assert_marks_follow(&scenario, &checkpoints, &dir.join("watched"), end_ns);
+        let truth_checkpoints =
+            truth::parse_checkpoints(&std::fs::read_to_string(dir.join("truth.jsonl")).unwrap());
+        assert_eq!(truth_checkpoints.len(), 6, "{mode}: truth checkpoints");
+        for c in &truth_checkpoints {
+            truth::assert_matches_kernel(&dir.join("truth"), c);
+        }
         let pid: u32 = std::fs::read_to_string(dir.join("storm.pid"))
             .unwrap()
             .parse()

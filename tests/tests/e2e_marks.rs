@@ -1,8 +1,7 @@
 //! Mark state on the real probe: the lifecycle workload adds, removes, flushes, lets a child's
 //! permission group die with the child, closes a group and reuses its fd, re-adds; a group made
-//! before the recorder started shows as unknown until its owner's exit (recorded because the
-//! recorder found the owner in /proc at start) ends it. At every checkpoint `marks_at` must list
-//! exactly what the workload holds.
+//! before the recorder started is found with its mark at start and ends with its owner's exit.
+//! At every checkpoint `marks_at` must list exactly what the workload holds.
 use std::io::{BufRead as _, BufReader, Write as _};
 use std::process::{Command, Stdio};
 use std::time::Duration;
@@ -60,7 +59,8 @@ fn marks_at_follows_adds_removes_flushes_exits_and_fd_reuse() {
     assert_eq!(
         lifecycle::marks_at(&capture, early_checkpoint.time_ns, &[early_pid]),
         expected(&early_checkpoint, &dir),
-        "a group made before the recording: its seen mark and the unseen rest unknown"
+        "a group made before the recording: the mark it had then, found at start, and the one \
+         made since"
     );
     assert_eq!(
         lifecycle::marks_at(&capture, end_ns, &[early_pid]),
@@ -131,8 +131,8 @@ fn marks_at_follows_adds_removes_flushes_exits_and_fd_reuse() {
         states,
         [
             "inode D flushed",
-            "inode D/sub flushed",
-            "mount D ended: fd closed"
+            "inode D/sub removed",
+            "mount D ended: group closed"
         ]
     );
 }

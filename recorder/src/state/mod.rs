@@ -242,22 +242,26 @@ impl KernelState {
     }
 
     /// The group at `address`, known or newly found through holder `(pid, fd)` at `boot_ns`.
+    /// A group first seen through a call (its fd came from a process the recording filters
+    /// out, or its fanotify_init was lost) gets its flags from fdinfo at once; its marks come
+    /// with the call's snapshot, or from fdinfo at the next settle.
     fn group_seen(&mut self, address: u64, pid: u32, fd: i32, boot_ns: u64) -> &mut Group {
         if !self.groups.contains_key(&address) {
             let (id, _) = self.ids.found(address);
             self.counts.groups_found += 1;
+            let info = fdinfo::read(pid, fd);
+            self.counts.fdinfo_reads += 1;
             self.groups.insert(
                 address,
                 Group {
                     id,
-                    init: None,
+                    init: info.map(|i| (i.flags, u64::from(i.event_flags))),
                     holders: BTreeSet::new(),
                     marks: BTreeMap::new(),
                     complete: false,
                     exited: HashMap::new(),
                 },
             );
-            // Its marks before now are not known from calls: fdinfo says them.
             self.reread.insert(address);
         }
         let newly_held = self
@@ -270,6 +274,7 @@ impl KernelState {
             if let Some((flags, event_flags)) = self.groups.get(&address).and_then(|g| g.init) {
                 row.flags = flags;
                 row.mask = event_flags;
+                row.ret = 1;
             }
             self.state_row(RowKind::GroupHeld, row, address);
             if let Some(g) = self.groups.get_mut(&address) {
@@ -536,7 +541,7 @@ impl KernelState {
                 continue;
             }
             let (at, source) = if action == "flush" && state.is_gone() {
-                (ev.enter_ns, "exit")
+                (ev.enter_ns, "flush")
             } else {
                 (s.exit_ns, "exit")
             };
@@ -657,6 +662,7 @@ impl KernelState {
             if let Some((flags, event_flags)) = init {
                 row.flags = flags;
                 row.mask = event_flags;
+                row.ret = 1;
             }
             self.state_row(RowKind::GroupHeld, row, address);
             self.new_holders.push(pid);

@@ -86,8 +86,16 @@ pub struct Paths {
     mounts: Vec<Mount>,
     /// Open mount roots to decode handles through, per file system.
     mount_fds: HashMap<u32, OwnedFd>,
+    /// Mount roots whose open has not returned yet (see [`MOUNT_OPEN_WAIT`]).
+    opening: HashMap<u32, std::sync::mpsc::Receiver<Option<OwnedFd>>>,
     inodes: HashMap<(u32, u64), Resolved>,
 }
+
+/// How long the drain waits for a mount root to open. Opening a directory can wait on a
+/// fanotify permission event (a mark with `FAN_OPEN_PERM | FAN_ONDIR` on it) that its listener
+/// may never answer; the open then goes on in its own thread and the recorder, which must
+/// never stall, resolves that file system's paths once it returns.
+const MOUNT_OPEN_WAIT: std::time::Duration = std::time::Duration::from_millis(200);
 
 /// Inode paths kept at most; the cache is dropped wholesale beyond (paths also go stale).
 const MAX_CACHED_PATHS: usize = 65_536;
@@ -190,12 +198,49 @@ impl Paths {
 
     fn decode_here(&mut self, dev: u32, handle: &Handle) -> Option<String> {
         if !self.mount_fds.contains_key(&dev) {
-            let mount = self.in_mounts(|m| Self::root_mount(m, dev))?;
-            let fd = open_path(&mount.mount_point)?;
+            let fd = self.open_mount_root(dev)?;
             self.mount_fds.insert(dev, fd);
         }
         let mount_fd = self.mount_fds.get(&dev)?;
         open_handle(mount_fd, handle)
+    }
+
+    fn open_mount_root(&mut self, dev: u32) -> Option<OwnedFd> {
+        use std::sync::mpsc::TryRecvError;
+        if let Some(rx) = self.opening.get(&dev) {
+            return match rx.try_recv() {
+                Ok(fd) => {
+                    self.opening.remove(&dev);
+                    fd
+                }
+                Err(TryRecvError::Empty) => None,
+                Err(TryRecvError::Disconnected) => {
+                    self.opening.remove(&dev);
+                    None
+                }
+            };
+        }
+        let mount = self.in_mounts(|m| Self::root_mount(m, dev))?;
+        let (tx, rx) = std::sync::mpsc::channel();
+        let spawned = std::thread::Builder::new()
+            .name("fantrace-mount".into())
+            .spawn(move || {
+                let _ = tx.send(open_path(&mount.mount_point));
+            });
+        if spawned.is_err() {
+            return None;
+        }
+        match rx.recv_timeout(MOUNT_OPEN_WAIT) {
+            Ok(fd) => fd,
+            Err(_) => {
+                tracing::warn!(
+                    "opening the root of file system {dev:#x} is held up (a fanotify \
+                     permission mark no one answers?); its inode paths wait until it opens"
+                );
+                self.opening.insert(dev, rx);
+                None
+            }
+        }
     }
 }
 
@@ -211,7 +256,16 @@ fn holder_mounts(pid: u32) -> Vec<Mount> {
 fn decode_in(pid: u32, dev: u32, handle: &Handle) -> Option<String> {
     let mount = Paths::root_mount(&holder_mounts(pid), dev)?;
     let root = format!("/proc/{pid}/root");
-    let fd = open_path(&format!("{root}{}", mount.mount_point))?;
+    let path = format!("{root}{}", mount.mount_point);
+    // As for the recorder's own mounts, an open held up by a permission event is left behind.
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::Builder::new()
+        .name("fantrace-mount".into())
+        .spawn(move || {
+            let _ = tx.send(open_path(&path));
+        })
+        .ok()?;
+    let fd = rx.recv_timeout(MOUNT_OPEN_WAIT).ok()??;
     let path = open_handle(&fd, handle)?;
     // The open file's path as seen from here goes through that process's root.
     Some(path.strip_prefix(&root).unwrap_or(&path).to_string())

@@ -76,6 +76,15 @@ struct Args {
     /// mark, print a checkpoint and wait for another line before exiting.
     #[arg(long)]
     early_group: bool,
+    /// Run the truth lifecycle (`fantrace_tests::truth`): every way of naming, sharing and
+    /// ending marks, on a tmpfs mounted on --dir, printing fdinfo of every group fd at each
+    /// checkpoint.
+    #[arg(long)]
+    truth: bool,
+    /// Truth lifecycle: how long to wait after each step before the checkpoint, in ms (the
+    /// recorder compares with the kernel every second).
+    #[arg(long, default_value_t = 1500)]
+    settle_ms: u64,
 }
 
 /// Calls `fanotify_mark(-1, FAN_MARK_ADD, FAN_OPEN, AT_FDCWD, path)` `calls` times: the
@@ -336,6 +345,10 @@ fn main() -> anyhow::Result<()> {
     }
     if let Some(total) = args.storm {
         return run_storms(&args, total);
+    }
+    if args.truth {
+        let dir = args.dir.clone().context("--truth needs --dir")?;
+        return fantrace_tests::truth::run(&dir, std::time::Duration::from_millis(args.settle_ms));
     }
     if args.lifecycle || args.early_group {
         let dir = args
