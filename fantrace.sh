@@ -57,6 +57,22 @@ setup_test_tools() {
     apt-get update -qq
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends openjdk-17-jre-headless >/dev/null
   fi
+  # The permission-daemon test runs Debian's fapolicyd sandboxed in a mount namespace of its
+  # own: unpacked, never installed as a package (its scripts would start it on the host).
+  local fapolicyd=/var/cache/fantrace/fapolicyd
+  if [ ! -x "$fapolicyd/root/usr/sbin/fapolicyd" ]; then
+    say "unpacking fapolicyd (a real permission-event daemon the tests run sandboxed)"
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+      liblmdb0 libmagic1 libcap-ng0 libseccomp2 libssl3 libudev1 >/dev/null
+    mkdir -p "$fapolicyd"
+    local tmp
+    tmp=$(mktemp -d "$fapolicyd/.fetch.XXXXXX")
+    (cd "$tmp" && apt-get download -qq fapolicyd 2>/dev/null && dpkg-deb -x ./*.deb root)
+    rm -rf "$fapolicyd/root"
+    mv "$tmp/root" "$fapolicyd/root"
+    rm -rf "$tmp"
+  fi
   # The report test opens `fantrace-analyzer report` output in a real browser.
   if ! command -v chromium >/dev/null 2>&1; then
     say "installing chromium (the report test opens the HTML report in it)"

@@ -1,7 +1,8 @@
 //! Mark state of captures recorded before the kernel's own view was (schema version < 6):
 //! which objects each fanotify group watched at a moment, rebuilt from the calls that made and
 //! unmade the marks, as given. `marks.rs` has the current model; this one stays for older
-//! captures. One SQL statement ([`state_sql`]) so DataFusion plans and runs every step:
+//! captures, with the current model's columns (those only the kernel's view has are NULL).
+//! One SQL statement ([`state_sql`]) so DataFusion plans and runs every step:
 //!
 //! - a **group** is one successful `fanotify_init` of a process, told apart by the fd it
 //!   returned; it ends when its owner exits (a `process_exit` row) or when the same process
@@ -189,10 +190,15 @@ pub fn state_sql(until: &str, exits_recorded: bool) -> String {
             its fd made, are not in the capture' AS note
     FROM unknown_groups g
 )
-SELECT arrow_cast(x.host, 'Utf8') AS host, arrow_cast(x.boot_id, 'Utf8') AS boot_id, m.pid,
-       arrow_cast(m.comm, 'Utf8') AS comm, m.fd, m.class, m.group_created, m.mark_type,
-       m.dirfd, arrow_cast(m.pathname, 'Utf8') AS pathname, m.mask, m.ignored_mask,
-       m.mask_bits, m.ignored_mask_bits, m.first_call, m.last_call, m.state, m.ended, m.note
+SELECT arrow_cast(x.host, 'Utf8') AS host, arrow_cast(x.boot_id, 'Utf8') AS boot_id,
+       arrow_cast(NULL, 'UInt64') AS group_id, m.pid, arrow_cast(m.comm, 'Utf8') AS comm, m.fd,
+       arrow_cast(NULL, 'Utf8') AS holders, m.class, m.group_created,
+       m.group_created AS group_seen, m.mark_type, arrow_cast(NULL, 'Utf8') AS object,
+       arrow_cast(NULL, 'Utf8') AS fs_type, arrow_cast(NULL, 'Utf8') AS resolved_path,
+       arrow_cast(NULL, 'Utf8') AS path_source, arrow_cast(m.pathname, 'Utf8') AS pathname,
+       m.mask, m.ignored_mask, m.mask_bits, m.ignored_mask_bits,
+       arrow_cast(NULL, 'Utf8') AS mark_flags, m.first_call AS first_seen,
+       m.last_call AS last_change, m.state, m.ended, 'calls as given' AS source, m.note
 FROM marks m
 JOIN (SELECT DISTINCT fan_origin(host, boot_id) AS origin, host, boot_id FROM calls
       WHERE {until}) x ON m.origin = x.origin"

@@ -128,7 +128,8 @@ pub enum Field {
     Comm,
     /// Executable paths (`exe`).
     Exe,
-    /// The pathname argument (`pathname`, `pathname_raw`).
+    /// The pathname argument and where the marked object is (`pathname`, `pathname_raw`,
+    /// `resolved_path`).
     Pathname,
     /// User ids (`uid`).
     Uid,

@@ -321,7 +321,7 @@ static EVENTS_VIEW: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
 pub const INITS_COLUMNS: &str = "time, duration_ns, pid, tid, comm, ppid, uid, gid, cgroup_id, \
     mnt_ns, pid_ns, exe, container_id, flags, fan_init_flag_names(flags) AS flag_names, \
     fan_init_class(flags) AS class, arrow_cast(mask, 'UInt32') AS event_f_flags, ret AS fd, \
-    errno_name(ret) AS error, abi, host, boot_id";
+    errno_name(ret) AS error, abi, host, boot_id, group_id";
 
 static INITS_VIEW: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
     format!(

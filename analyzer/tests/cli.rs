@@ -44,7 +44,6 @@ fn event(r: &Row) -> CallRecord {
         mnt_ns: 4026531841,
         pid_ns: 4026531836,
         abi: 0,
-        _pad: [0; 3],
         fanotify_fd: 3,
         flags: r.flags,
         dirfd: -100,
@@ -52,6 +51,7 @@ fn event(r: &Row) -> CallRecord {
         path_status: r.status as u8,
         syscall: 0,
         comm: c,
+        ..CallRecord::default()
     }
 }
 
@@ -95,7 +95,7 @@ fn write_segment_with(path: &Path, schema_version: &str, lost: u64, extra: &[(&s
             exe: Some(format!("/usr/bin/{}", r.comm)),
             container_id: None,
         };
-        b.append(&event(r), r.path, T0, &process);
+        b.append(&event(r), r.path, T0, &process, &Default::default());
     }
     let batch = as_stored_in(
         b.finish().unwrap(),

@@ -160,6 +160,51 @@ pub struct CallView<'a> {
     pub ret: i64,
     /// The syscall ABI (`x86_64`, `ia32`); `None` when the capture predates the column.
     pub abi: Option<&'a str>,
+    /// What the kernel said (schema version 6): the group, the object, the mark after.
+    pub kernel: KernelView<'a>,
+}
+
+/// The kernel's side of a row, where the capture has it.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct KernelView<'a> {
+    pub group_id: Option<u64>,
+    pub object: Option<&'a str>,
+    pub resolved_path: Option<&'a str>,
+    pub mark_mask: Option<u64>,
+    pub mark_ignored_mask: Option<u64>,
+    /// How the fact was learnt (`object_source`).
+    pub source: Option<&'a str>,
+}
+
+impl KernelView<'_> {
+    /// ` <group G: OBJECT "PATH" mask=... ignored=...>`, or nothing when nothing is known.
+    fn suffix(&self) -> String {
+        let mut parts = Vec::new();
+        if let Some(g) = self.group_id {
+            parts.push(format!("group {g}"));
+        }
+        if let Some(o) = self.object {
+            parts.push(o.to_string());
+        }
+        if let Some(p) = self.resolved_path {
+            parts.push(quote(p.as_bytes()));
+        }
+        match (self.mark_mask, self.mark_ignored_mask) {
+            (Some(0), Some(0)) => parts.push("gone".to_string()),
+            (Some(m), Some(i)) => {
+                parts.push(format!("mask={}", mask_names(m)));
+                if i != 0 {
+                    parts.push(format!("ignored={}", mask_names(i)));
+                }
+            }
+            _ => {}
+        }
+        if parts.is_empty() {
+            String::new()
+        } else {
+            format!(" <{}>", parts.join(" "))
+        }
+    }
 }
 
 /// `12:00:01.123456 nginx[412/415] uid=0 fanotify_mark(5, FAN_MARK_ADD|FAN_MARK_MOUNT,
@@ -192,6 +237,41 @@ pub fn strace_line(c: &CallView<'_>) -> String {
         Some(abi) if abi != crate::record::Abi::X86_64.name() => format!("[{abi}] "),
         _ => String::new(),
     };
+    let k = c.kernel;
+    let seen = k
+        .source
+        .map(|s| format!(" (seen by {s})"))
+        .unwrap_or_default();
+    match c.syscall {
+        "mark_state" => {
+            return format!(
+                "{h:02}:{m:02}:{s:02}.{us:06} [kernel] mark{}{seen}",
+                k.suffix()
+            );
+        }
+        "group_held" | "group_released" => {
+            return format!(
+                "{h:02}:{m:02}:{s:02}.{us:06} [kernel] {} fd {} {} group {}{seen}",
+                c.comm,
+                c.fanotify_fd,
+                if c.syscall == "group_held" {
+                    "holds"
+                } else {
+                    "no longer holds"
+                },
+                k.group_id
+                    .map_or_else(|| "?".to_string(), |g| g.to_string()),
+            );
+        }
+        "group_end" => {
+            return format!(
+                "{h:02}:{m:02}:{s:02}.{us:06} [kernel] group {} ends, and every mark in it{seen}",
+                k.group_id
+                    .map_or_else(|| "?".to_string(), |g| g.to_string()),
+            );
+        }
+        _ => {}
+    }
     if c.syscall == "process_exit" {
         return format!(
             "{h:02}:{m:02}:{s:02}.{us:06} {}[{}/{}] uid={} +++ {} (its fanotify groups close) +++",
@@ -204,17 +284,18 @@ pub fn strace_line(c: &CallView<'_>) -> String {
     }
     if c.syscall == "fanotify_init" {
         return format!(
-            "{h:02}:{m:02}:{s:02}.{us:06} {}[{}/{}] uid={} {abi}fanotify_init({}, {}) = {result}",
+            "{h:02}:{m:02}:{s:02}.{us:06} {}[{}/{}] uid={} {abi}fanotify_init({}, {}) = {result}{}",
             c.comm,
             c.pid,
             c.tid,
             c.uid,
             init_flag_names(u64::from(c.flags)),
             event_f_flag_names(c.mask),
+            k.suffix(),
         );
     }
     format!(
-        "{h:02}:{m:02}:{s:02}.{us:06} {}[{}/{}] uid={} {abi}fanotify_mark({}, {}, {}, {dirfd}, {path}) = {result}",
+        "{h:02}:{m:02}:{s:02}.{us:06} {}[{}/{}] uid={} {abi}fanotify_mark({}, {}, {}, {dirfd}, {path}) = {result}{}",
         c.comm,
         c.pid,
         c.tid,
@@ -222,6 +303,7 @@ pub fn strace_line(c: &CallView<'_>) -> String {
         c.fanotify_fd,
         flag_names(u64::from(c.flags)),
         mask_names(c.mask),
+        k.suffix(),
     )
 }
 
@@ -419,6 +501,7 @@ mod tests {
             path_status: "null",
             ret: 3,
             abi: Some("ia32"),
+            kernel: KernelView::default(),
         });
         assert_eq!(
             init,
@@ -441,11 +524,59 @@ mod tests {
             path_status: "ok",
             ret: -9,
             abi: Some("x86_64"),
+            kernel: KernelView::default(),
         });
         assert_eq!(
             line,
             "12:00:01.123456 nginx[412/415] uid=0 fanotify_mark(5, FAN_MARK_ADD|FAN_MARK_MOUNT, \
              FAN_CLOSE_WRITE|FAN_OPEN_PERM, AT_FDCWD, \"/srv/\\xff\\\"x\") = -1 EBADF"
+        );
+    }
+
+    #[test]
+    fn the_kernels_side_follows_the_call() {
+        let call = CallView {
+            syscall: "fanotify_mark",
+            time_ns: 0,
+            comm: "w",
+            pid: 1,
+            tid: 1,
+            uid: 0,
+            fanotify_fd: 3,
+            flags: 0x1,
+            mask: 0x20,
+            dirfd: -100,
+            path: Some(b"/proc/self/fd/6"),
+            path_status: "ok",
+            ret: 0,
+            abi: Some("x86_64"),
+            kernel: KernelView {
+                group_id: Some(42),
+                object: Some("inode:28:7"),
+                resolved_path: Some("/srv/c"),
+                mark_mask: Some(0x20),
+                mark_ignored_mask: Some(0),
+                source: Some("exit"),
+            },
+        };
+        assert_eq!(
+            strace_line(&call),
+            "00:00:00.000000 w[1/1] uid=0 fanotify_mark(3, FAN_MARK_ADD, FAN_OPEN, AT_FDCWD, \
+             \"/proc/self/fd/6\") = 0 <group 42 inode:28:7 \"/srv/c\" mask=FAN_OPEN>"
+        );
+        let dropped = CallView {
+            syscall: "mark_state",
+            kernel: KernelView {
+                mark_mask: Some(0),
+                resolved_path: None,
+                source: Some("fdinfo"),
+                ..call.kernel
+            },
+            ..call
+        };
+        assert_eq!(
+            strace_line(&dropped),
+            "00:00:00.000000 [kernel] mark <group 42 inode:28:7 gone> (seen by fdinfo)"
         );
     }
 }

@@ -112,6 +112,12 @@ fn column_expr(name: &str, pseudo: &[Field], redact: &[Field]) -> String {
         "pathname_raw" if p(Field::Pathname) || r(Field::Pathname) => {
             "arrow_cast(NULL, 'Binary')".into()
         }
+        // Where the object is: pseudonymized like the path given, so one path has one
+        // pseudonym in both columns.
+        "resolved_path" if p(Field::Pathname) => {
+            "pseudonymize_path(arrow_cast(resolved_path, 'Binary'))".into()
+        }
+        "resolved_path" if r(Field::Pathname) => "arrow_cast(NULL, 'Utf8')".into(),
         "pathname_status" if r(Field::Pathname) => {
             "CASE WHEN pathname IS NULL THEN pathname_status ELSE 'redacted' END".into()
         }

@@ -1,11 +1,12 @@
-//! `replay`: the capture in time order as one strace-like line per call, optionally paced as
-//! recorded. Selection is SQL run by DataFusion; this file only renders the rows.
+//! `replay`: the capture in time order as one strace-like line per call (with the group, the
+//! object the kernel marked and the mark after it), and one per change the kernel made on its
+//! own, optionally paced as recorded. Selection is SQL run by DataFusion; this file only renders the rows.
 use std::time::Duration;
 
 use anyhow::Context as _;
 use arrow::array::{Array, AsArray, RecordBatch};
 use arrow::datatypes::{DataType, Int32Type, Int64Type, UInt32Type, UInt64Type};
-use fantrace_schema::decode::{CallView, strace_line};
+use fantrace_schema::decode::{CallView, KernelView, strace_line};
 
 use crate::capture::CaptureArgs;
 use crate::selection::Selection;
@@ -43,7 +44,9 @@ fn replay_sql(clause: &str) -> String {
          arrow_cast(comm, 'Utf8') AS comm, pid, tid, uid, \
          fanotify_fd, flags, mask, dirfd, arrow_cast(pathname, 'Utf8') AS pathname, arrow_cast(pathname_raw, 'Binary') AS pathname_raw, \
          arrow_cast(pathname_status, 'Utf8') AS pathname_status, ret, \
-         arrow_cast(abi, 'Utf8') AS abi \
+         arrow_cast(abi, 'Utf8') AS abi, group_id, arrow_cast(object, 'Utf8') AS object, \
+         arrow_cast(resolved_path, 'Utf8') AS resolved_path, mark_mask, mark_ignored_mask, \
+         arrow_cast(object_source, 'Utf8') AS object_source \
          FROM calls{clause} ORDER BY time, tid"
     )
 }
@@ -66,6 +69,14 @@ pub async fn run(args: ReplayArgs, opts: SessionOptions) -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+fn text(a: &arrow::array::StringArray, i: usize) -> Option<&str> {
+    (!a.is_null(i)).then(|| a.value(i))
+}
+
+fn number(a: &arrow::array::UInt64Array, i: usize) -> Option<u64> {
+    (!a.is_null(i)).then(|| a.value(i))
 }
 
 /// Each row as (time in ns, rendered line).
@@ -94,6 +105,12 @@ fn render(batch: &RecordBatch) -> anyhow::Result<Vec<(i64, String)>> {
     let status = col("pathname_status")?.as_string::<i32>();
     let ret = col("ret")?.as_primitive::<Int64Type>();
     let abi = col("abi")?.as_string::<i32>();
+    let group_id = col("group_id")?.as_primitive::<UInt64Type>();
+    let object = col("object")?.as_string::<i32>();
+    let resolved = col("resolved_path")?.as_string::<i32>();
+    let mark_mask = col("mark_mask")?.as_primitive::<UInt64Type>();
+    let mark_ignored = col("mark_ignored_mask")?.as_primitive::<UInt64Type>();
+    let source = col("object_source")?.as_string::<i32>();
     let mut out = Vec::with_capacity(batch.num_rows());
     for i in 0..batch.num_rows() {
         let bytes: Option<&[u8]> = if !raw.is_null(i) {
@@ -118,6 +135,14 @@ fn render(batch: &RecordBatch) -> anyhow::Result<Vec<(i64, String)>> {
             path_status: status.value(i),
             ret: ret.value(i),
             abi: (!abi.is_null(i)).then(|| abi.value(i)),
+            kernel: KernelView {
+                group_id: number(group_id, i),
+                object: text(object, i),
+                resolved_path: text(resolved, i),
+                mark_mask: number(mark_mask, i),
+                mark_ignored_mask: number(mark_ignored, i),
+                source: text(source, i),
+            },
         });
         out.push((t.value(i), line));
     }

@@ -401,8 +401,9 @@ pub async fn gather(ctx: &SessionContext, budget: std::time::Duration) -> anyhow
     let marks_at_end = within(
         ctx,
         &format!(
-            "SELECT host, pid, comm, fd, class, mark_type, pathname, mask, ignored_mask, state, \
-             first_call, note FROM marks_at('{end_at}')"
+            "SELECT host, group_id, comm, holders, class, mark_type, object, \
+             coalesce(resolved_path, pathname) AS path, mask, ignored_mask, state, first_seen, \
+             note FROM marks_at('{end_at}')"
         ),
         deadline,
     )

@@ -279,10 +279,12 @@ pub fn render(
         )),
     }
     html.push_str(
-        "<p class=\"note\">From the calls recorded: adds, minus removes and flushes, minus groups \
-         whose owner exited or whose fd was reused. <i>unknown</i> rows stand for what the \
-         capture cannot show: marks made before the recording started, or by another holder \
-         of a group's fd. Closing a group's fd is not recorded.</p>\n",
+        "<p class=\"note\">As the kernel had them: each group's marks as the probe read them \
+         after every call and the recorder read them from fdinfo (at start and every second), \
+         one row per group and object; <i>holders</i> are the pid:fd pairs that held the group, \
+         <i>path</i> where the object is. <i>unknown</i> rows stand for what no source could \
+         read, with the reason. Captures made before schema version 6 show the calls as given \
+         instead.</p>\n",
     );
 
     // Findings.

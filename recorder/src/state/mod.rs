@@ -470,9 +470,7 @@ impl KernelState {
             .iter()
             .filter_map(|e| ObjectKey::of_entry(e).map(|k| (k, state_of(e))))
             .collect();
-        let Some(group) = self.groups.get_mut(&ev.group) else {
-            return None;
-        };
+        let group = self.groups.get_mut(&ev.group)?;
         let mut changes: Vec<(ObjectKey, MarkState)> = Vec::new();
         for (key, state) in &after {
             if group.marks.get(key) != Some(state) {
@@ -524,10 +522,10 @@ impl KernelState {
             for (key, state) in &after {
                 group.marks.insert(*key, *state);
             }
-            if let Some((key, Some(state))) = target.map(|(k, _)| k).zip(target_state) {
-                if state.is_gone() {
-                    group.marks.remove(&key);
-                }
+            if let Some((key, Some(state))) = target.map(|(k, _)| k).zip(target_state)
+                && state.is_gone()
+            {
+                group.marks.remove(&key);
             }
             group.complete = false;
         }
