@@ -8,6 +8,7 @@ mod fleet;
 mod icount;
 mod procfs;
 mod queries;
+mod reconcile;
 mod reliability;
 mod report;
 mod stats;
@@ -45,6 +46,9 @@ enum Cmd {
     /// Count instructions per call inside the guest (the icount scenario runs this there).
     #[command(hide = true)]
     IcountInside(icount::InsideArgs),
+    /// Hold files (and a fanotify group) open until killed: the reconcile scenario's crowd.
+    #[command(hide = true)]
+    Idle(reconcile::IdleArgs),
 }
 
 #[derive(clap::Args, Clone)]
@@ -65,7 +69,7 @@ struct RunArgs {
     #[arg(long, default_value_t = 10_000_000)]
     events: u64,
     /// Only these scenarios (comma-separated: overhead, storm, varied, analyzer, icount,
-    /// startup, segments, fleet; soak runs only when named).
+    /// startup, segments, fleet, reconcile; soak runs only when named).
     #[arg(long, value_delimiter = ',')]
     only: Vec<String>,
     /// Events in the fleet scenario's synthetic multi-host capture.
@@ -85,6 +89,7 @@ fn main() -> anyhow::Result<()> {
         Some(Cmd::Call(args)) => caller::run(&args),
         Some(Cmd::Synth(args)) => synth::run(&args),
         Some(Cmd::IcountInside(args)) => icount::inside(&args),
+        Some(Cmd::Idle(args)) => reconcile::idle(&args),
         Some(Cmd::Run(args)) => run(&args),
         None => run(&cli.run),
     }
@@ -173,6 +178,13 @@ fn run(args: &RunArgs) -> anyhow::Result<()> {
     if wanted("icount") {
         eprintln!("icount: instructions per call in the Debian 6.1 guest (QEMU -icount shift=0)");
         rows.extend(bench.instructions(args.icount_calls)?);
+    }
+    if wanted("reconcile") {
+        eprintln!(
+            "reconcile: the recorder keeping in step with the kernel among {} processes",
+            reconcile::PROCESSES
+        );
+        rows.extend(bench.reconcile()?);
     }
     if wanted("analyzer") {
         eprintln!("analyzer: fantrace-analyzer and DuckDB on the same capture");

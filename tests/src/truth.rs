@@ -9,8 +9,9 @@
 //! not, two hard links of one file, a file renamed after its mark and the mark removed under
 //! the new name, a marked file unlinked (the kernel drops the mark), `FAN_EVENT_ON_CHILD` on a
 //! file (the kernel drops the flag), an ignore mask, mount and file-system marks, a permission
-//! group, a fork, a dup, a group whose only fd is closed, flushes of each mark type, and a group
-//! kept alive by a child after its maker closed every fd.
+//! group, a fork, a dup, a group whose only fd is closed, flushes of each mark type, a group
+//! kept alive by a child after its maker closed every fd, and (`--before-recorder`) a group made
+//! before the recorder started.
 //!
 //! fdinfo is parsed here on its own, not with the recorder's parser: the judge must not share
 //! the code it judges.
@@ -270,18 +271,23 @@ fn mount_tmpfs(dir: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The line the workload prints, with `--before-recorder`, once its first group is made; it
+/// then waits for a line on stdin (the recorder has started) before going on.
+pub const READY: &str = "truth: a group made, waiting for the recorder";
+
 /// The truth lifecycle in `dir` (created and mounted as a tmpfs, unmounted at the end),
-/// printing one [`Checkpoint`] line after each step.
-pub fn run(dir: &Path, settle: Duration) -> anyhow::Result<()> {
+/// printing one [`Checkpoint`] line after each step. With `before_recorder`, a group with an
+/// inode and a mount mark is made first, before the recorder starts (see [`READY`]).
+pub fn run(dir: &Path, settle: Duration, before_recorder: bool) -> anyhow::Result<()> {
     mount_tmpfs(dir)?;
-    let result = steps(dir, settle);
+    let result = steps(dir, settle, before_recorder);
     let target = cpath(dir);
     // SAFETY: unmounting what this function mounted; lazily, in case an fd is still open.
     unsafe { libc::umount2(target.as_ptr(), libc::MNT_DETACH) };
     result
 }
 
-fn steps(d: &Path, settle: Duration) -> anyhow::Result<()> {
+fn steps(d: &Path, settle: Duration, before_recorder: bool) -> anyhow::Result<()> {
     let pid = std::process::id();
     let mut run = Run {
         pid,
@@ -289,8 +295,30 @@ fn steps(d: &Path, settle: Duration) -> anyhow::Result<()> {
         held: Vec::new(),
         child: None,
     };
-    for sub in ["a", "sub", "dir2", "perm"] {
+    for sub in ["a", "sub", "dir2", "perm", "early"] {
         std::fs::create_dir_all(d.join(sub))?;
+    }
+    // 0. A group the recorder finds already made, with marks only fdinfo can tell it of.
+    if before_recorder {
+        let early = init(FAN_CLASS_NOTIF)?;
+        run.hold(pid, early);
+        mark_at(
+            early,
+            FAN_MARK_ADD,
+            FAN_OPEN | FAN_CLOSE_WRITE,
+            &d.join("early"),
+        )?;
+        mark_at(early, FAN_MARK_ADD | FAN_MARK_MOUNT, FAN_CLOSE_NOWRITE, d)?;
+        let mut out = std::io::stdout().lock();
+        writeln!(out, "{READY}")?;
+        out.flush()?;
+        drop(out);
+        let mut line = String::new();
+        std::io::stdin()
+            .read_line(&mut line)
+            .context("waiting on stdin for the recorder")?;
+        // Made since, on the group made before.
+        mark_at(early, FAN_MARK_ADD, FAN_MODIFY, &d.join("early"))?;
     }
     for file in ["b", "c", "target", "h1", "r1", "u", "ig", "oc"] {
         std::fs::write(d.join(file), b"x")?;
@@ -406,6 +434,50 @@ fn steps(d: &Path, settle: Duration) -> anyhow::Result<()> {
     }
     std::env::set_current_dir("/")?;
     Ok(())
+}
+
+/// Runs the truth workload in `dir` under a recorder writing to `capture` (with
+/// `recorder_args`), the recorder started after the workload's first group: returns the
+/// checkpoints and the recorder's summary line.
+pub fn record(
+    capture: &Path,
+    dir: &Path,
+    recorder_args: &[&str],
+    settle: Duration,
+) -> (Vec<Checkpoint>, String) {
+    use std::io::{BufRead as _, Read as _};
+    let mut workload = std::process::Command::new(crate::harness::bin("fantrace-workload"))
+        .args(["--truth", "--before-recorder", "--settle-ms"])
+        .arg(settle.as_millis().to_string())
+        .arg("--dir")
+        .arg(dir)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("starting the truth workload");
+    let mut out = std::io::BufReader::new(workload.stdout.take().expect("piped stdout"));
+    let mut line = String::new();
+    out.read_line(&mut line)
+        .expect("the truth workload's first line");
+    assert_eq!(line.trim(), READY, "the truth workload's first line");
+    let rec = crate::harness::Recorder::start(capture, recorder_args);
+    let mut stdin = workload.stdin.take().expect("piped stdin");
+    stdin
+        .write_all(b"go\n")
+        .expect("telling the workload to go on");
+    drop(stdin);
+    let mut rest = String::new();
+    out.read_to_string(&mut rest)
+        .expect("the truth workload's checkpoints");
+    let status = workload.wait().expect("waiting for the truth workload");
+    let summary = rec.stop();
+    let mut err = String::new();
+    if let Some(mut e) = workload.stderr.take() {
+        let _ = e.read_to_string(&mut err);
+    }
+    assert!(status.success(), "the truth workload failed: {err}");
+    (parse_checkpoints(&rest), summary)
 }
 
 /// The truth checkpoints the workload printed (other lines are skipped).

@@ -59,20 +59,18 @@ fn record_in_guest(out: &Path) {
         assert!(summary.contains("0 lost"), "{mode}: {summary}");
         // The kernel as the judge: fdinfo at every checkpoint. The emulated CPU is slow, so
         // each step gets three seconds for the recorder's once-a-second look.
-        let rec = Recorder::start(&dir.join("truth"), &["--attach", mode]);
-        let out = std::process::Command::new(fantrace_tests::harness::bin("fantrace-workload"))
-            .args(["--truth", "--settle-ms", "3000", "--dir"])
-            .arg(dir.join("truth-marked"))
-            .output()
-            .unwrap();
-        let summary = rec.stop();
-        assert!(
-            out.status.success(),
-            "{mode}: truth workload: {}",
-            String::from_utf8_lossy(&out.stderr)
+        let (truth_checkpoints, summary) = truth::record(
+            &dir.join("truth"),
+            &dir.join("truth-marked"),
+            &["--attach", mode],
+            Duration::from_millis(3000),
         );
         assert!(summary.contains("0 lost"), "{mode}: {summary}");
-        std::fs::write(dir.join("truth.jsonl"), &out.stdout).unwrap();
+        let json: Vec<String> = truth_checkpoints
+            .iter()
+            .map(|c| serde_json::to_string(c).unwrap())
+            .collect();
+        std::fs::write(dir.join("truth.jsonl"), json.join("\n")).unwrap();
         let json: Vec<String> = calls
             .iter()
             .map(|c| serde_json::to_string(c).unwrap())

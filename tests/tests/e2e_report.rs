@@ -1,6 +1,6 @@
-//! The HTML report in a real browser: a capture of the scenario workload and the mark
-//! lifecycle (permission and wide marks, failures, group owners exiting) is turned into a
-//! report, which headless Chromium opens with every network name unresolvable. The page must
+//! The HTML report in a real browser: a capture of the scenario workload, the mark lifecycle
+//! (permission and wide marks, failures, group owners exiting) and a group still watching when
+//! the recording ends is turned into a report (whose marks at the end are all known), which headless Chromium opens with every network name unresolvable. The page must
 //! log no console error, show the expected sections, fetch nothing, and render: a screenshot
 //! is taken (kept in the target directory as `report-screenshot.png`).
 use std::path::Path;
@@ -84,8 +84,23 @@ fn the_report_opens_in_a_browser_without_errors_and_shows_its_sections() {
     let rec = Recorder::start(&capture, &[]);
     run_workload(&["--linger-ms", "200"]);
     lifecycle::run_workload(&tmp.path().join("watched"));
-    std::thread::sleep(Duration::from_millis(200));
+    // A group still watching when the recording ends: its marks are in force at the end.
+    let watching = tmp.path().join("still-watched");
+    std::fs::create_dir_all(watching.join("sub")).unwrap();
+    let mut holder = std::process::Command::new(fantrace_tests::harness::bin("fantrace-workload"))
+        .args(["--early-group", "--dir"])
+        .arg(&watching)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut holder_out = std::io::BufReader::new(holder.stdout.take().unwrap());
+    let mut line = String::new();
+    std::io::BufRead::read_line(&mut holder_out, &mut line).unwrap();
+    std::thread::sleep(Duration::from_millis(1500));
     let summary = rec.stop();
+    drop(holder.stdin.take());
+    holder.wait().unwrap();
     assert!(summary.contains("0 lost"), "recorder summary: {summary}");
 
     let page = tmp.path().join("report.html");
@@ -117,10 +132,10 @@ fn the_report_opens_in_a_browser_without_errors_and_shows_its_sections() {
         "id=\"summary\"",
         "id=\"timeline\"",
         "<svg",
-        // The lifecycle's marks all ended with their owners; the scenario's children marked
-        // through the fd they inherited, so those groups' fate is unknown.
+        // The lifecycle's marks all ended with their groups; the one group still watching
+        // is listed, as the kernel had it.
         "id=\"marks-at-end\"",
-        "<tr class=\"unknown\">",
+        "still-watched",
         "data-name=\"permission-marks\"",
         "data-name=\"permission-groups\"",
         "data-name=\"wide-marks\"",
@@ -130,6 +145,10 @@ fn the_report_opens_in_a_browser_without_errors_and_shows_its_sections() {
     ] {
         assert!(dom.contains(expected), "the page lacks {expected}");
     }
+    assert!(
+        !dom.contains("<tr class=\"unknown\">"),
+        "every mark's state is known: the report lists no unknown mark"
+    );
     let png = std::fs::read(&shot).expect("a screenshot");
     assert!(png.starts_with(b"\x89PNG"), "the screenshot is a PNG");
     // A blank page compresses to a few KiB; the rendered report does not.

@@ -1,7 +1,10 @@
 //! The kernel as the judge: the truth workload (`fantrace_tests::truth`) makes groups and marks
-//! every way it can name, share and end them, and at each checkpoint `marks_at` must list what
-//! `/proc/PID/fdinfo` listed, mark for mark and mask for mask, one group per set of fds.
-use fantrace_tests::harness::{Recorder, bin, require_probe};
+//! every way it can name, share and end them (one group made before the recorder started), and
+//! at each checkpoint `marks_at` must list what `/proc/PID/fdinfo` listed, mark for mark and
+//! mask for mask, one group per set of fds.
+use std::time::Duration;
+
+use fantrace_tests::harness::require_probe;
 use fantrace_tests::truth::{self, assert_matches_kernel};
 
 #[test]
@@ -11,21 +14,13 @@ fn marks_at_lists_what_the_kernel_lists_at_every_checkpoint() {
     }
     let tmp = tempfile::tempdir().unwrap();
     let capture = tmp.path().join("capture");
-    let rec = Recorder::start(&capture, &[]);
-    let out = std::process::Command::new(bin("fantrace-workload"))
-        .arg("--truth")
-        .arg("--dir")
-        .arg(tmp.path().join("marked"))
-        .output()
-        .expect("running the truth workload");
-    let summary = rec.stop();
-    assert!(
-        out.status.success(),
-        "the truth workload failed: {}",
-        String::from_utf8_lossy(&out.stderr)
+    let (checkpoints, summary) = truth::record(
+        &capture,
+        &tmp.path().join("marked"),
+        &[],
+        Duration::from_millis(1500),
     );
     assert!(summary.contains("0 lost"), "recorder summary: {summary}");
-    let checkpoints = truth::parse_checkpoints(&String::from_utf8_lossy(&out.stdout));
     assert_eq!(
         checkpoints.len(),
         6,

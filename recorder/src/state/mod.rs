@@ -151,8 +151,31 @@ const GONE: MarkState = MarkState {
     flags: 0,
 };
 
-/// What /proc says about a holder, for the context columns of a state row.
+thread_local! {
+    /// What /proc said about each holder during the chunk being settled.
+    static HOLDERS: std::cell::RefCell<HashMap<u32, StateRow>> =
+        std::cell::RefCell::new(HashMap::new());
+}
+
+/// What /proc says about a holder, for the context columns of a state row: read once per
+/// process per drained chunk (a flush of thousands of marks is one read).
 fn holder_row(pid: u32, fd: i32, boot_ns: u64) -> StateRow {
+    if let Some(mut row) = HOLDERS.with(|s| s.borrow().get(&pid).cloned()) {
+        row.fd = fd;
+        row.boot_ns = boot_ns;
+        return row;
+    }
+    let row = read_holder(pid, fd, boot_ns);
+    HOLDERS.with(|s| s.borrow_mut().insert(pid, row.clone()));
+    row
+}
+
+/// Forgets what was read about holders: a pid may be another process's by the next chunk.
+fn forget_holders() {
+    HOLDERS.with(|s| s.borrow_mut().clear());
+}
+
+fn read_holder(pid: u32, fd: i32, boot_ns: u64) -> StateRow {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
     let field = |name: &str| -> Option<&str> {
         status
@@ -726,6 +749,7 @@ impl KernelState {
                 }
             }
         }
+        forget_holders();
         // One fdinfo read per group for the new inodes of this chunk.
         let mut handles: HashMap<(u32, i32), Option<GroupInfo>> = HashMap::new();
         let mut out = Vec::with_capacity(self.pending.len());

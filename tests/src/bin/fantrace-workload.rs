@@ -85,6 +85,10 @@ struct Args {
     /// recorder compares with the kernel every second).
     #[arg(long, default_value_t = 1500)]
     settle_ms: u64,
+    /// Truth lifecycle: first make a group, print `fantrace_tests::truth::READY` and wait for
+    /// a line on stdin (start the recorder in between).
+    #[arg(long)]
+    before_recorder: bool,
 }
 
 /// Calls `fanotify_mark(-1, FAN_MARK_ADD, FAN_OPEN, AT_FDCWD, path)` `calls` times: the
@@ -348,7 +352,11 @@ fn main() -> anyhow::Result<()> {
     }
     if args.truth {
         let dir = args.dir.clone().context("--truth needs --dir")?;
-        return fantrace_tests::truth::run(&dir, std::time::Duration::from_millis(args.settle_ms));
+        return fantrace_tests::truth::run(
+            &dir,
+            std::time::Duration::from_millis(args.settle_ms),
+            args.before_recorder,
+        );
     }
     if args.lifecycle || args.early_group {
         let dir = args
