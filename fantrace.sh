@@ -187,8 +187,9 @@ demo() {
   "$bin/fantrace-analyzer" query --capture "$capture" \
     "SELECT hostname, kernel_release, attach_mode, ia32_covered, events_written, events_lost, stop_reason FROM stats"
   "$bin/fantrace-analyzer" query --capture "$capture" \
-    "SELECT pid, comm, fd, class, mark_type, pathname, mask, state, ended FROM marks
-      WHERE pathname LIKE '$work/%' ORDER BY group_created, first_call"
+    "SELECT group_id, holders, comm, class, object, resolved_path, pathname, mask, state, ended
+       FROM marks WHERE coalesce(resolved_path, pathname) LIKE '$work/%'
+      ORDER BY group_created, first_seen"
   "$bin/fantrace-analyzer" report --capture "$capture" -o "$work/report.html"
   echo "capture kept in $capture; query it with: target/release/fantrace-analyzer query --capture $capture \"SELECT ...\""
 }

@@ -89,6 +89,16 @@ pub fn inside(args: &InsideArgs) -> anyhow::Result<()> {
         .to_path_buf();
     let work = args.out.parent().unwrap_or(Path::new("/tmp")).join("work");
     std::fs::create_dir_all(&work).with_context(|| format!("creating {}", work.display()))?;
+    // The shared directory is 9p, whose inodes change from one lookup to the next: a mark
+    // added there cannot be found again to remove. The loops and captures use a tmpfs.
+    let status = Command::new("mount")
+        .args(["-t", "tmpfs", "fantrace-icount"])
+        .arg(&work)
+        .status()
+        .context("running mount")?;
+    if !status.success() {
+        bail!("mounting a tmpfs on {} failed ({status})", work.display());
+    }
     mount_tracefs()?;
     let bench = Bench {
         bin_dir: bin_dir.clone(),

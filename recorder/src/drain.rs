@@ -47,6 +47,8 @@ pub struct DrainOptions {
     pub print: bool,
     /// How often every group's fdinfo is compared with what the recorder knows.
     pub reconcile_interval: Duration,
+    /// When the machine's fds are scanned (the first scan, at start, already ran).
+    pub scans: ScanSchedule,
     /// Installed before the probe was loaded: a stop asked for during start-up is honoured
     /// once recording begins, with a proper last segment.
     pub signals: Signals,
@@ -103,6 +105,7 @@ pub async fn record(
     let mut last_flush = tokio::time::Instant::now();
     // The kernel was looked at just before recording began (`main`).
     let mut last_reconcile = Some(tokio::time::Instant::now());
+    let mut schedule = opts.scans;
     let mut status = Status::new();
     let mut more = false;
     let print = opts.print;
@@ -140,6 +143,7 @@ pub async fn record(
                         full,
                         print,
                         limit.saturating_sub(total),
+                        &mut schedule,
                     )?;
                     if full {
                         last_reconcile = Some(tokio::time::Instant::now());
@@ -164,6 +168,8 @@ pub async fn record(
     // A last look at the kernel, then detach, so the final drain sees every call that
     // completed while attached.
     status.finish();
+    // The last look is a full scan whatever its cost: the capture's end says the truth.
+    schedule.last = None;
     total += reconcile(
         probe,
         ring.get_mut(),
@@ -172,6 +178,7 @@ pub async fn record(
         true,
         print,
         limit.saturating_sub(total),
+        &mut schedule,
     )?;
     probe.detach();
     total += drain_ring(
@@ -218,9 +225,53 @@ fn drain_ring(
     Ok(n)
 }
 
-/// A scan of every fanotify fd, with every group's fdinfo when `read_all`: what changed in the
-/// kernel goes into the batch. The ring is drained first, so the calls that led to the
-/// present state are known before it is compared.
+/// When the whole machine's fds are scanned. A scan walks every open file of every process
+/// (about 350 ns a file: 8 ms for a thousand processes of twenty files), so its cost grows
+/// with the host; scans are spaced so that they take at most [`SCAN_SHARE`] of a core, and in
+/// between every known group's fdinfo is still read each interval (the kernel's own removals
+/// show within it). A holder's exit asks for a scan sooner, within the same budget.
+pub struct ScanSchedule {
+    interval: Duration,
+    last: Option<tokio::time::Instant>,
+    cost: Duration,
+}
+
+/// The most of one core the machine-wide scans may take.
+const SCAN_SHARE: f64 = 0.01;
+
+impl ScanSchedule {
+    pub fn new(interval: Duration) -> ScanSchedule {
+        ScanSchedule {
+            interval,
+            last: None,
+            cost: Duration::ZERO,
+        }
+    }
+
+    fn gap(&self) -> Duration {
+        self.interval.max(self.cost.div_f64(SCAN_SHARE))
+    }
+
+    /// A scan that took `cost` has just run.
+    pub fn scanned(&mut self, cost: Duration) {
+        self.last = Some(tokio::time::Instant::now());
+        self.cost = cost;
+    }
+
+    /// Whether a scan may run now (`soon`: one was asked for).
+    fn due(&self, soon: bool) -> bool {
+        match self.last {
+            None => true,
+            Some(t) if soon => t.elapsed() >= self.cost.div_f64(SCAN_SHARE),
+            Some(t) => t.elapsed() >= self.gap(),
+        }
+    }
+}
+
+/// What changed in the kernel goes into the batch: a scan of every fanotify fd when one is due
+/// (with every group's fdinfo when `read_all`), else every known group's fdinfo. The ring is
+/// drained first, so the calls that led to the present state are known before it is compared.
+#[allow(clippy::too_many_arguments)]
 fn reconcile(
     probe: &mut Probe,
     ring: &mut RingBuf<MapData>,
@@ -229,6 +280,7 @@ fn reconcile(
     read_all: bool,
     print: bool,
     limit: u64,
+    schedule: &mut ScanSchedule,
 ) -> anyhow::Result<u64> {
     let mut drained = 0;
     loop {
@@ -239,10 +291,24 @@ fn reconcile(
             break;
         }
     }
-    let entries = probe.scan()?;
-    batcher
-        .state
-        .on_scan(&entries, crate::state::boot_now_ns(), read_all);
+    if schedule.due(batcher.state.scan_due()) {
+        let started = std::time::Instant::now();
+        let entries = probe.scan()?;
+        let scanned = started.elapsed();
+        schedule.scanned(scanned);
+        batcher
+            .state
+            .on_scan(&entries, crate::state::boot_now_ns(), read_all);
+        tracing::debug!(
+            "kernel state: scan {:.2} ms ({} group fds), compared in {:.2} ms; next in {:.1} s",
+            scanned.as_secs_f64() * 1e3,
+            entries.len(),
+            (started.elapsed() - scanned).as_secs_f64() * 1e3,
+            schedule.gap().as_secs_f64()
+        );
+    } else if read_all {
+        batcher.state.check_known(crate::state::boot_now_ns());
+    }
     probe.add_group_owners(&batcher.state.take_new_holders());
     batcher.settle();
     if batcher.is_full() {

@@ -169,7 +169,10 @@ fn run(cli: Cli) -> anyhow::Result<()> {
     let kernel_state =
         state::KernelState::new(&origin.boot_id, std::process::id(), Box::new(filters));
     let mut batcher = batch::Batcher::new(clock_offset_ns, origin, kernel_state);
+    let mut scans = drain::ScanSchedule::new(cli.reconcile_interval);
+    let started = std::time::Instant::now();
     let entries = probe.scan()?;
+    scans.scanned(started.elapsed());
     batcher.state.on_scan(&entries, state::boot_now_ns(), true);
     probe.add_group_owners(&batcher.state.take_new_holders());
     batcher.settle();
@@ -204,6 +207,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             progress,
             print: cli.print,
             reconcile_interval: cli.reconcile_interval,
+            scans,
             signals,
         },
     ));

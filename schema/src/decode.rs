@@ -251,8 +251,9 @@ pub fn strace_line(c: &CallView<'_>) -> String {
         }
         "group_held" | "group_released" => {
             return format!(
-                "{h:02}:{m:02}:{s:02}.{us:06} [kernel] {} fd {} {} group {}{seen}",
+                "{h:02}:{m:02}:{s:02}.{us:06} [kernel] {}[{}] fd {} {} group {}{seen}",
                 c.comm,
+                c.pid,
                 c.fanotify_fd,
                 if c.syscall == "group_held" {
                     "holds"

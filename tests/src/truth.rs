@@ -7,8 +7,9 @@
 //! The cases: a dirfd with a NULL path, a dirfd with a relative path, `/proc/self/fd/N`, a
 //! path with `.` and `..` relative to the cwd, a symlink followed and (`FAN_MARK_DONT_FOLLOW`)
 //! not, two hard links of one file, a file renamed after its mark and the mark removed under
-//! the new name, a marked file unlinked (the kernel drops the mark), `FAN_EVENT_ON_CHILD` on a
-//! file (the kernel drops the flag), an ignore mask, mount and file-system marks, a permission
+//! the new name, a marked file unlinked (the kernel drops the mark), a file system unmounted (the
+//! kernel drops its mount's mark and its files'), `FAN_EVENT_ON_CHILD` on a file (the kernel
+//! drops the flag), an ignore mask, mount and file-system marks, a permission
 //! group, a fork, a dup, a group whose only fd is closed, flushes of each mark type, a group
 //! kept alive by a child after its maker closed every fd, and (`--before-recorder`) a group made
 //! before the recorder started.
@@ -376,6 +377,13 @@ fn steps(d: &Path, settle: Duration, before_recorder: bool) -> anyhow::Result<()
     // The same file as "b", spelled through the cwd with `.` and `..`.
     std::env::set_current_dir(d)?;
     mark(g1, FAN_MARK_ADD, FAN_ACCESS, AT_FDCWD, Some(b"./sub/../b"))?;
+    // A file system mounted inside, with a mark on its mount and on a file in it: unmounting
+    // it drops both (step 2).
+    let inner = d.join("inner");
+    mount_tmpfs(&inner)?;
+    std::fs::write(inner.join("f"), b"x")?;
+    mark_at(g1, FAN_MARK_ADD | FAN_MARK_MOUNT, FAN_CLOSE_WRITE, &inner)?;
+    mark_at(g1, FAN_MARK_ADD, FAN_MODIFY, &inner.join("f"))?;
     // A permission group, on a directory no one opens (no FAN_ONDIR: opening the directory
     // itself asks nothing).
     let pg = init(FAN_CLASS_CONTENT)?;
@@ -387,6 +395,15 @@ fn steps(d: &Path, settle: Duration, before_recorder: bool) -> anyhow::Result<()
     mark_at(g1, FAN_MARK_REMOVE, FAN_MODIFY, &d.join("r2"))?;
     mark_at(g1, FAN_MARK_REMOVE, FAN_ACCESS, &d.join("link"))?;
     std::fs::remove_file(d.join("u"))?;
+    let target = cpath(&inner);
+    // SAFETY: unmounting what this function mounted; nothing in it is open.
+    if unsafe { libc::umount(target.as_ptr()) } != 0 {
+        bail!(
+            "unmounting {}: {}",
+            inner.display(),
+            std::io::Error::last_os_error()
+        );
+    }
     let child = Child::fork()?;
     run.child = Some(child.pid);
     run.hold(child.pid, g1);

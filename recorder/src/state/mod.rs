@@ -582,6 +582,30 @@ impl KernelState {
         std::mem::take(&mut self.new_holders)
     }
 
+    /// Between scans: every known group's fdinfo, read through a holder the last scan found,
+    /// compared with what is known. A group none of whose holders still has it open needs a
+    /// scan to say whether it ended or went elsewhere.
+    pub fn check_known(&mut self, boot_ns: u64) {
+        let groups: Vec<(u64, BTreeSet<(u32, i32)>)> = self
+            .groups
+            .iter()
+            .map(|(address, g)| (*address, g.holders.clone()))
+            .collect();
+        for (address, holders) in groups {
+            let read = holders
+                .iter()
+                .find_map(|&(pid, fd)| fdinfo::read(pid, fd).map(|i| (i, pid, fd)));
+            match read {
+                Some((info, pid, fd)) => {
+                    self.counts.fdinfo_reads += 1;
+                    self.observe(address, &info, pid, fd, boot_ns);
+                }
+                None => self.scan_soon = true,
+            }
+        }
+        self.paths.release_mounts();
+    }
+
     /// A scan of every fanotify fd: holders found and gone, groups found and ended. With
     /// `read_all`, every group's fdinfo is read too (the periodic check); otherwise only the
     /// groups that need it.
@@ -657,6 +681,7 @@ impl KernelState {
             }
         }
         self.ids.save();
+        self.paths.release_mounts();
     }
 
     /// The holders a scan found for a group: new ones held from now, missing ones released
@@ -788,6 +813,7 @@ impl KernelState {
             }
             out.push(p.row);
         }
+        self.paths.release_mounts();
         out
     }
 }

@@ -84,7 +84,9 @@ pub type Resolved = (String, &'static str);
 #[derive(Default)]
 pub struct Paths {
     mounts: Vec<Mount>,
-    /// Open mount roots to decode handles through, per file system.
+    /// Open mount roots to decode handles through, per file system, for one settle at most:
+    /// an open directory keeps its file system busy, and the recorder must never make an
+    /// `umount` fail (see [`Paths::release_mounts`]).
     mount_fds: HashMap<u32, OwnedFd>,
     /// Mount roots whose open has not returned yet (see [`MOUNT_OPEN_WAIT`]).
     opening: HashMap<u32, std::sync::mpsc::Receiver<Option<OwnedFd>>>,
@@ -170,6 +172,11 @@ impl Paths {
         }
         let pid = holder?;
         look(&holder_mounts(pid)).map(|p| (p, "mountinfo+ns"))
+    }
+
+    /// Closes the mount roots opened for decoding: called at the end of every settle.
+    pub fn release_mounts(&mut self) {
+        self.mount_fds.clear();
     }
 
     /// The inode's path known from an earlier handle.
