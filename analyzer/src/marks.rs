@@ -49,7 +49,10 @@ impl Model {
 pub fn state_sql(until: &str) -> String {
     format!(
         "WITH r AS (
-    SELECT fan_origin(host, boot_id) AS origin, syscall, time, pid, arrow_cast(comm, 'Utf8') AS comm,
+    SELECT fan_origin(host, boot_id) AS origin,
+           -- Text, not the stored dictionary of one-byte keys: aggregating it merges each
+           -- batch's dictionary and overflowed the keys on a 10M-call capture.
+           arrow_cast(syscall, 'Utf8') AS syscall, time, pid, arrow_cast(comm, 'Utf8') AS comm,
            fanotify_fd, flags, ret, group_id, arrow_cast(object, 'Utf8') AS object,
            arrow_cast(object_source, 'Utf8') AS object_source,
            arrow_cast(fs_type, 'Utf8') AS fs_type,
@@ -119,6 +122,10 @@ pub fn state_sql(until: &str) -> String {
     FROM r
     WHERE object IS NOT NULL AND (syscall = 'mark_state' OR (syscall = 'fanotify_mark' AND ret = 0))
 ), marks AS (
+    -- Each mark's last state, and where it is and how it was spelled from the last row that
+    -- says so (rows without a value sort first). Plain text and numbers in ordered
+    -- last_value: a struct per mark (max(named_struct(time, path))) was boxed per mark and a
+    -- 10M-call capture did not fit in 2 GB.
     SELECT origin, group_id, object,
            min(CASE WHEN mark_mask <> 0 OR mark_ignored_mask <> 0 THEN time END) AS first_seen,
            max(time) AS last_change,
@@ -127,15 +134,10 @@ pub fn state_sql(until: &str) -> String {
            last_value(mark_mask ORDER BY time) AS mask_bits,
            last_value(mark_ignored_mask ORDER BY time) AS ignored_mask_bits,
            last_value(mark_flags ORDER BY time) AS mark_flags,
-           max(fs_type) AS fs_type,
-           max(CASE WHEN resolved_path IS NOT NULL
-                    THEN named_struct('t', time, 'path', resolved_path) END)['path']
-               AS resolved_path,
-           max(CASE WHEN resolved_path IS NOT NULL
-                    THEN named_struct('t', time, 'source', path_source) END)['source']
-               AS path_source,
-           max(CASE WHEN pathname IS NOT NULL THEN named_struct('t', time, 'p', pathname) END)['p']
-               AS pathname
+           last_value(fs_type ORDER BY fs_type IS NOT NULL, time) AS fs_type,
+           last_value(resolved_path ORDER BY resolved_path IS NOT NULL, time) AS resolved_path,
+           last_value(path_source ORDER BY resolved_path IS NOT NULL, time) AS path_source,
+           last_value(pathname ORDER BY pathname IS NOT NULL, time) AS pathname
     FROM states
     GROUP BY origin, group_id, object
 ), stated AS (

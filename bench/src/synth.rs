@@ -282,7 +282,12 @@ fn synthetic_facts(ev: &CallRecord, file_name: &str) -> KernelFacts {
     facts.object = Some(object.to_string());
     facts.object_source = Some("exit");
     facts.fs_type = Some("ext4".to_string());
-    facts.resolved_path = Some(file_name.to_string());
+    // A mount or file-system mark is where the file system is mounted, as the recorder
+    // resolves it; an inode mark the file itself.
+    facts.resolved_path = Some(match object {
+        ObjectKey::Inode { .. } => file_name.to_string(),
+        _ => "/".to_string(),
+    });
     facts.path_source = Some("handle");
     facts.mark = Some(MarkState {
         mask: if ev.flags & 0x1 != 0 { ev.mask } else { 0 },
