@@ -173,8 +173,18 @@ demo() {
   "$bin/fantrace-workload" >/dev/null
   say "running the mark lifecycle (add, remove, flush, a child's permission group, fd reuse)"
   "$bin/fantrace-workload" --lifecycle --dir "$work/watched" >"$work/checkpoints.jsonl"
+  say "leaving a group watching $work/still-watched as the recording ends"
+  mkdir -p "$work/still-watched/sub"
+  local holder_in="$work/holder.in" holder_pid
+  mkfifo "$holder_in"
+  "$bin/fantrace-workload" --early-group --dir "$work/still-watched" <"$holder_in" >"$work/holder.out" &
+  holder_pid=$!
+  exec 9>"$holder_in"
+  sleep 1.5
   kill -INT "$rec_pid"
   wait "$rec_pid"
+  exec 9>&-
+  wait "$holder_pid"
   cat "$rec_out"
   say "fantrace-analyzer query --capture $capture \"...\""
   "$bin/fantrace-analyzer" query --capture "$capture" \

@@ -91,12 +91,18 @@ pub fn state_sql(until: &str) -> String {
     WHERE syscall IN ('fanotify_init', 'group_held', 'group_end')
     GROUP BY origin, group_id
 ), holder_events AS (
-    SELECT origin, group_id, pid, arrow_cast(ret, 'Int32') AS fd, time, 1 AS held
-    FROM r WHERE syscall = 'fanotify_init'
-    UNION ALL
-    SELECT origin, group_id, pid, fanotify_fd AS fd, time,
-           CASE WHEN syscall = 'group_held' THEN 1 ELSE 0 END AS held
-    FROM r WHERE syscall IN ('group_held', 'group_released')
+    -- Who took and let go of each group, until its end (a process the kernel gave a new
+    -- group at an ended one's address holds the new one).
+    SELECT h.* FROM (
+        SELECT origin, group_id, pid, arrow_cast(ret, 'Int32') AS fd, time, 1 AS held
+        FROM r WHERE syscall = 'fanotify_init'
+        UNION ALL
+        SELECT origin, group_id, pid, fanotify_fd AS fd, time,
+               CASE WHEN syscall = 'group_held' THEN 1 ELSE 0 END AS held
+        FROM r WHERE syscall IN ('group_held', 'group_released')
+    ) h
+    JOIN groups g ON h.origin = g.origin AND h.group_id = g.group_id
+    WHERE g.ended_at IS NULL OR h.time < g.ended_at
 ), holder_last AS (
     SELECT origin, group_id, pid, fd, max(time) AS since,
            last_value(held ORDER BY time) AS held

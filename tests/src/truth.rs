@@ -10,7 +10,8 @@
 //! the new name, a marked file unlinked (the kernel drops the mark), a file system unmounted (the
 //! kernel drops its mount's mark and its files'), `FAN_EVENT_ON_CHILD` on a file (the kernel
 //! drops the flag), an ignore mask, mount and file-system marks, a permission
-//! group, a fork, a dup, a group whose only fd is closed, flushes of each mark type, a group
+//! group, a fork, a dup, a group whose only fd is closed (and a new one given its fd and kernel
+//! address at once), flushes of each mark type, a group
 //! kept alive by a child after its maker closed every fd, and (`--before-recorder`) a group made
 //! before the recorder started.
 //!
@@ -426,6 +427,14 @@ fn steps(d: &Path, settle: Duration, before_recorder: bool) -> anyhow::Result<()
     let g2 = init(FAN_CLASS_NOTIF)?;
     mark_at(g2, FAN_MARK_ADD, FAN_OPEN, &d.join("b"))?;
     close(g2);
+    // A new group at once: the kernel gives it the closed one's fd, and usually its address.
+    let g3 = init(FAN_CLASS_NOTIF)?;
+    run.hold(pid, g3);
+    mark_at(g3, FAN_MARK_ADD, FAN_CLOSE_WRITE, &d.join("c"))?;
+    // A group without marks is freed as its fd closes: the next one takes its address.
+    for _ in 0..3 {
+        close(init(FAN_CLASS_NOTIF)?);
+    }
     run.checkpoint("flushed")?;
 
     // 4. The maker closes every fd of g1; the child keeps the group alive.
@@ -446,6 +455,7 @@ fn steps(d: &Path, settle: Duration, before_recorder: bool) -> anyhow::Result<()
     mark(pg, FAN_MARK_FLUSH, 0, AT_FDCWD, None)?;
     run.checkpoint("inodes flushed")?;
     close(pg);
+    close(g3);
     for fd in [dfd_a, dfd, fd_c] {
         close(fd);
     }

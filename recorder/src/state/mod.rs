@@ -67,6 +67,8 @@ struct Group {
     id: u64,
     /// `fanotify_init` flags and `event_f_flags`, once fdinfo or the call said them.
     init: Option<(u32, u64)>,
+    /// Its fanotify_init call was read: another one at the same address is a new group.
+    made_seen: bool,
     holders: BTreeSet<(u32, i32)>,
     marks: BTreeMap<ObjectKey, MarkState>,
     /// The marks above are all of them (not only what a partial read showed).
@@ -202,6 +204,22 @@ fn read_holder(pid: u32, fd: i32, boot_ns: u64) -> StateRow {
     }
 }
 
+/// When a process started, on the probe's clock (CLOCK_BOOTTIME), from /proc/PID/stat.
+fn process_start_ns(pid: u32) -> Option<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // Field 22, counted after the command name (which may hold spaces) ends with ')'.
+    let ticks: u64 = stat
+        .rsplit_once(')')?
+        .1
+        .split_whitespace()
+        .nth(19)?
+        .parse()
+        .ok()?;
+    // SAFETY: sysconf has no preconditions.
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as u64;
+    Some(ticks * (1_000_000_000 / hz))
+}
+
 /// CLOCK_BOOTTIME now, the probe's clock.
 pub fn boot_now_ns() -> u64 {
     let mut ts = libc::timespec {
@@ -279,6 +297,7 @@ impl KernelState {
                 Group {
                     id,
                     init: info.map(|i| (i.flags, u64::from(i.event_flags))),
+                    made_seen: false,
                     holders: BTreeSet::new(),
                     marks: BTreeMap::new(),
                     complete: false,
@@ -342,6 +361,29 @@ impl KernelState {
 
     fn on_init(&mut self, ev: &CallRecord) {
         let mut facts = KernelFacts::default();
+        let fd = ev.ret as i32;
+        if ev.ret >= 0
+            && ev.group != 0
+            && let Some(group) = self.groups.get_mut(&ev.group)
+            && !group.made_seen
+            && group.holders.contains(&(ev.pid, fd))
+            && group.init.is_none_or(|(flags, _)| flags == ev.flags)
+        {
+            // A scan found this group before its fanotify_init was drained: the same group.
+            // (One whose making was read is another group at a reused address.)
+            group.init = Some((ev.flags, ev.mask));
+            group.made_seen = true;
+            facts.group_id = Some(group.id);
+            self.pending.push(Pending {
+                row: Row::Call {
+                    ev: *ev,
+                    path: Vec::new(),
+                    facts,
+                },
+                resolve: None,
+            });
+            return;
+        }
         if ev.ret >= 0 && ev.group != 0 {
             if self.groups.contains_key(&ev.group) {
                 // The address holds a new group, so the old one is gone (its release was
@@ -356,6 +398,7 @@ impl KernelState {
                 Group {
                     id,
                     init: Some((ev.flags, ev.mask)),
+                    made_seen: true,
                     holders,
                     marks: BTreeMap::new(),
                     complete: true,
@@ -644,6 +687,7 @@ impl KernelState {
             }
         }
         for (address, holders) in seen {
+            self.end_if_replaced(address, &holders);
             let known = self.groups.contains_key(&address);
             if !known && !holders.iter().any(|(pid, _)| self.filter.admits(*pid)) {
                 continue;
@@ -660,6 +704,7 @@ impl KernelState {
                     Group {
                         id,
                         init: None,
+                        made_seen: false,
                         holders: BTreeSet::new(),
                         marks: BTreeMap::new(),
                         complete: false,
@@ -682,6 +727,30 @@ impl KernelState {
         }
         self.ids.save();
         self.paths.release_mounts();
+    }
+
+    /// A known group all of whose holders exited, now at an address held only by processes
+    /// that started after the last of them exited: none of those could have been handed the
+    /// old group, so the kernel made a new one at the same address (its fanotify_init is still
+    /// on its way). The old group ended with its last holder.
+    fn end_if_replaced(&mut self, address: u64, holders: &BTreeSet<(u32, i32)>) {
+        let Some(group) = self.groups.get(&address) else {
+            return;
+        };
+        let Some(last_exit) = group.exited.values().copied().max() else {
+            return;
+        };
+        let all_exited = group
+            .holders
+            .iter()
+            .all(|(pid, _)| group.exited.contains_key(pid));
+        let all_later = holders
+            .iter()
+            .all(|(pid, _)| process_start_ns(*pid).is_some_and(|t| t > last_exit));
+        if all_exited && all_later {
+            let (pid, fd) = group.holders.iter().next().copied().unwrap_or((0, -1));
+            self.end_group(address, last_exit, pid, fd, "exit");
+        }
     }
 
     /// The holders a scan found for a group: new ones held from now, missing ones released

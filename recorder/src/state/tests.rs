@@ -274,3 +274,65 @@ fn fdinfo_differences_are_mark_state_rows() {
         ]
     );
 }
+
+#[test]
+fn a_group_a_scan_found_before_its_init_was_read_keeps_its_one_id() {
+    let mut s = state();
+    // The scan runs between the kernel installing the new fd and the init's record arriving.
+    let scan = [ScanEntry {
+        group: GROUP,
+        tgid: PID,
+        fd: FD as u32,
+    }];
+    s.on_scan(&scan, 1_000, true);
+    made(&mut s);
+    let got: Vec<(RowKind, Option<u64>)> = s
+        .settle()
+        .into_iter()
+        .map(|r| match r {
+            Row::Call { ev, facts, .. } => (
+                if ev.syscall == SYSCALL_INIT {
+                    RowKind::Init
+                } else {
+                    RowKind::Mark
+                },
+                facts.group_id,
+            ),
+            Row::State { kind, row } => (kind, row.facts.group_id),
+        })
+        .collect();
+    assert_eq!(got.len(), 2, "held, then the init: {got:?}");
+    assert_eq!(got[0].0, RowKind::GroupHeld);
+    assert_eq!(got[1].0, RowKind::Init);
+    assert_eq!(got[0].1, got[1].1, "one group, one id");
+}
+
+#[test]
+fn a_closed_groups_address_and_fd_reused_by_a_new_group_is_another_group() {
+    let mut s = state();
+    made(&mut s);
+    marked(&mut s, 100, ADD | MOUNT, 0x20, &[mount(0x1b, 0x20)]);
+    // fd 3 closed, and fanotify_init gives fd 3 again at the same kernel address.
+    let mut again = call(SYSCALL_INIT, 200, 0, 0, i64::from(FD));
+    again.fanotify_fd = -1;
+    s.on_item(&again, b"");
+    marked(&mut s, 300, ADD, 0x1, &[inode(7, 0x1)]);
+    let rows = s.settle();
+    let ids: Vec<(String, Option<u64>)> = rows
+        .iter()
+        .map(|r| match r {
+            Row::Call { ev, facts, .. } => (format!("call {}", ev.syscall), facts.group_id),
+            Row::State { kind, row } => (kind.name().to_string(), row.facts.group_id),
+        })
+        .collect();
+    let first = ids[0].1;
+    assert_eq!(ids[2], ("group_end".to_string(), first), "{ids:?}");
+    assert_ne!(
+        ids[3].1, first,
+        "the new group has an id of its own: {ids:?}"
+    );
+    assert!(
+        !ids.iter().any(|(k, _)| k == "mark_state"),
+        "the old group's mount mark ends with it, not as a removal from the new one: {ids:?}"
+    );
+}
