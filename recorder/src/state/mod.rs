@@ -69,6 +69,8 @@ struct Group {
     init: Option<(u32, u64)>,
     /// Its fanotify_init call was read: another one at the same address is a new group.
     made_seen: bool,
+    /// When the recorder first saw it (its init, the call or scan that found it), boot ns.
+    seen_ns: u64,
     holders: BTreeSet<(u32, i32)>,
     marks: BTreeMap<ObjectKey, MarkState>,
     /// The marks above are all of them (not only what a partial read showed).
@@ -298,6 +300,7 @@ impl KernelState {
                     id,
                     init: info.map(|i| (i.flags, u64::from(i.event_flags))),
                     made_seen: false,
+                    seen_ns: boot_ns,
                     holders: BTreeSet::new(),
                     marks: BTreeMap::new(),
                     complete: false,
@@ -366,11 +369,13 @@ impl KernelState {
             && ev.group != 0
             && let Some(group) = self.groups.get_mut(&ev.group)
             && !group.made_seen
+            && ev.enter_ns <= group.seen_ns
             && group.holders.contains(&(ev.pid, fd))
             && group.init.is_none_or(|(flags, _)| flags == ev.flags)
         {
-            // A scan found this group before its fanotify_init was drained: the same group.
-            // (One whose making was read is another group at a reused address.)
+            // A scan found this group before its fanotify_init was drained: the same group,
+            // made by this call, which entered before the scan looked. (A group whose making
+            // was read, or that was seen before this call, is another at a reused address.)
             group.init = Some((ev.flags, ev.mask));
             group.made_seen = true;
             facts.group_id = Some(group.id);
@@ -399,6 +404,7 @@ impl KernelState {
                     id,
                     init: Some((ev.flags, ev.mask)),
                     made_seen: true,
+                    seen_ns: ev.enter_ns,
                     holders,
                     marks: BTreeMap::new(),
                     complete: true,
@@ -705,6 +711,7 @@ impl KernelState {
                         id,
                         init: None,
                         made_seen: false,
+                        seen_ns: boot_ns,
                         holders: BTreeSet::new(),
                         marks: BTreeMap::new(),
                         complete: false,
