@@ -7,6 +7,9 @@
 # Installing is idempotent: each step checks first and costs well under a second when done.
 set -euo pipefail
 cd "$(dirname "$0")"
+# Nothing here reads a terminal; a stdin that is a file (some CI runners hand their log as
+# stdin) must not reach the tools: rustc's target probe reads `-` and parsed such a log.
+exec </dev/null
 
 say() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }
 

@@ -272,7 +272,7 @@ impl Probe {
         )?;
         // The scan learns fanotify's file operations before any call is recorded, so that
         // every call's fd can be told a group or not from the first.
-        let lacking_state = offsets.lacking(&KernelOffset::KERNEL_STATE);
+        let lacking_state = offsets.lacking(KernelOffset::KERNEL_STATE);
         let scans = if lacking_state.is_empty() {
             match load_scan(&mut ebpf, &btf) {
                 Ok(()) => true,
@@ -393,17 +393,7 @@ fn own_group() -> std::io::Result<OwnedFd> {
 /// Loads the scan iterator and runs it once, in which it learns `fanotify_fops` from the
 /// recorder's own group.
 fn load_scan(ebpf: &mut Ebpf, btf: &Btf) -> anyhow::Result<()> {
-    let program: &mut Iter = ebpf
-        .program_mut(names::GROUP_SCAN_ITERATOR)
-        .ok_or_else(|| {
-            anyhow!(
-                "the probe object has no program {}",
-                names::GROUP_SCAN_ITERATOR
-            )
-        })?
-        .try_into()
-        .context("the scan program is not an iterator")?;
-    program
+    scan_program(ebpf)?
         .load(names::GROUP_SCAN_TARGET, btf)
         .context("loading the scan iterator")?;
     run_scan(ebpf)?;
@@ -417,10 +407,8 @@ fn load_scan(ebpf: &mut Ebpf, btf: &Btf) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Runs the scan iterator and reads what it printed.
-fn run_scan(ebpf: &mut Ebpf) -> anyhow::Result<Vec<ScanEntry>> {
-    let program: &mut Iter = ebpf
-        .program_mut(names::GROUP_SCAN_ITERATOR)
+fn scan_program(ebpf: &mut Ebpf) -> anyhow::Result<&mut Iter> {
+    ebpf.program_mut(names::GROUP_SCAN_ITERATOR)
         .ok_or_else(|| {
             anyhow!(
                 "the probe object has no program {}",
@@ -428,7 +416,12 @@ fn run_scan(ebpf: &mut Ebpf) -> anyhow::Result<Vec<ScanEntry>> {
             )
         })?
         .try_into()
-        .context("the scan program is not an iterator")?;
+        .context("the scan program is not an iterator")
+}
+
+/// Runs the scan iterator and reads what it printed.
+fn run_scan(ebpf: &mut Ebpf) -> anyhow::Result<Vec<ScanEntry>> {
+    let program = scan_program(ebpf)?;
     let link = program.attach().context("starting the scan iterator")?;
     let mut file = program
         .take_link(link)

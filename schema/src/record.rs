@@ -312,36 +312,10 @@ impl KernelOffset {
     }
 
     /// The fields the kernel-state reads need (a call's group, the group's marks, the objects
-    /// they are on). Without them the recorder cannot tell the kernel's marks and says so.
-    pub const KERNEL_STATE: [KernelOffset; 27] = [
-        Self::TaskFiles,
-        Self::FilesFdt,
-        Self::FdtMaxFds,
-        Self::FdtFd,
-        Self::FilePath,
-        Self::PathMnt,
-        Self::PathDentry,
-        Self::FilePrivateData,
-        Self::FileOp,
-        Self::DentryInode,
-        Self::InodeIno,
-        Self::InodeSb,
-        Self::InodeMode,
-        Self::SbDev,
-        Self::MountMnt,
-        Self::MountId,
-        Self::GroupMarksList,
-        Self::MarkGList,
-        Self::MarkMask,
-        Self::MarkIgnoreMask,
-        Self::MarkFlags,
-        Self::MarkConnector,
-        Self::ConnType,
-        Self::ConnObj,
-        Self::ConnInodeAdjust,
-        Self::ConnMountAdjust,
-        Self::ConnSbAdjust,
-    ];
+    /// they are on): every one from [`KernelOffset::TaskFiles`] on. Without them the recorder
+    /// cannot tell the kernel's marks and says so.
+    pub const KERNEL_STATE: &[KernelOffset] =
+        Self::ALL.as_slice().split_at(Self::TaskFiles as usize).1;
 }
 
 /// Why the probe could not deliver a call; the index into the per-CPU `LOST` array.

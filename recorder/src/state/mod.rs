@@ -379,17 +379,7 @@ impl KernelState {
             group.init = Some((ev.flags, ev.mask));
             group.made_seen = true;
             facts.group_id = Some(group.id);
-            self.pending.push(Pending {
-                row: Row::Call {
-                    ev: *ev,
-                    path: Vec::new(),
-                    facts,
-                },
-                resolve: None,
-            });
-            return;
-        }
-        if ev.ret >= 0 && ev.group != 0 {
+        } else if ev.ret >= 0 && ev.group != 0 {
             if self.groups.contains_key(&ev.group) {
                 // The address holds a new group, so the old one is gone (its release was
                 // not seen: no hook, and no scan in between).
