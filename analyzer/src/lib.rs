@@ -1,33 +1,22 @@
-//! fantrace-analyzer: SQL over fantrace captures, for anyone who can read the files. A library
-//! too, so that `fantrace-cluster` registers exactly the functions and object stores the
-//! analyzer does on every scheduler and executor.
-pub mod bounded_functions;
-mod capture;
-mod cluster;
+//! fantrace-analyzer: SQL over fantrace captures, for anyone who can read the files.
+//!
+//! The query engine (capture sources, the DataFusion session, fantrace's functions) is the
+//! `fantrace-engine` crate, shared with `fantrace-cluster`. Here are the command line and
+//! what its commands do: `commands` (query, shell, replay, inspect, playbook, views),
+//! `share` (export, pseudonymize, sign, verify), `report` (the HTML report), and the two
+//! ways results leave the process (`format` for the terminal, `output` for files).
 mod commands;
-pub mod count_distinct;
-pub mod fleet_stores;
-mod foreign;
 mod format;
-pub mod functions;
-mod helper;
-pub mod mark_fold;
-mod marks;
-mod marks_legacy;
 mod output;
-mod pseudonym;
-mod remote;
 mod report;
-mod selection;
-mod session;
-mod signing;
-mod spill;
-mod timespec;
-mod write_capture;
+mod share;
 
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
+use fantrace_engine::capture::foreign;
+use fantrace_engine::sql::functions;
+use fantrace_engine::{session, spill};
 
 /// Query fanotify_mark(2) captures written by fantrace-recorder. Needs no privileges.
 #[derive(Parser, Debug)]
@@ -35,11 +24,11 @@ use clap::{Parser, Subcommand};
 struct Cli {
     /// Memory the query engine may use, in bytes (suffixes K, M, G); a query needing more fails
     /// instead of exhausting the machine.
-    #[arg(long, global = true, default_value = "2G", value_parser = parse_bytes)]
+    #[arg(long, global = true, default_value = "2G", value_parser = fantrace_engine::parse_bytes)]
     memory_limit: usize,
     /// Disk a query may fill with spill files when it needs more than --memory-limit (sorts,
     /// aggregations), under $TMPDIR/fantrace-analyzer-UID/, removed when it ends.
-    #[arg(long, global = true, default_value = "20G", value_parser = parse_bytes)]
+    #[arg(long, global = true, default_value = "20G", value_parser = fantrace_engine::parse_bytes)]
     max_spill: usize,
     /// Do not trust the statistics and page index stored in segment footers: read every row
     /// instead of skipping row groups and pages by them, and never answer from them (slower).
@@ -75,10 +64,10 @@ enum Command {
     Functions,
     /// Write a capture to share: a time window, processes or any condition, from one or many
     /// captures, optionally pseudonymized and signed.
-    Export(commands::export::ExportArgs),
+    Export(share::export::ExportArgs),
     /// Check that captures are what was recorded or exported: digests, chains, row counts,
     /// gaps, signatures. Exit code 0 only when everything checks out.
-    Verify(commands::verify::VerifyArgs),
+    Verify(share::verify::VerifyArgs),
     /// Print the events, inits and calls views and the decoding functions as SQL for DuckDB or
     /// Spark SQL, to query captures there with the same names and answers.
     Views(commands::views::ViewsArgs),
@@ -87,21 +76,6 @@ enum Command {
         /// The secret key file to create (mode 0600); the public key goes to FILE.pub.
         file: std::path::PathBuf,
     },
-}
-
-/// A byte count as the options take it: digits and an optional K, M or G suffix.
-pub fn parse_bytes(s: &str) -> Result<usize, String> {
-    let (digits, mult) = match s.char_indices().last() {
-        Some((i, 'K' | 'k')) => (&s[..i], 1usize << 10),
-        Some((i, 'M' | 'm')) => (&s[..i], 1 << 20),
-        Some((i, 'G' | 'g')) => (&s[..i], 1 << 30),
-        _ => (s, 1),
-    };
-    digits
-        .parse::<usize>()
-        .ok()
-        .and_then(|n| n.checked_mul(mult))
-        .ok_or_else(|| format!("{s:?} is not a byte count like 512M or 2G"))
 }
 
 /// The SQL reference, derived from the schema's column table and the function table.
@@ -174,13 +148,13 @@ pub fn main() -> ExitCode {
                     print_reference();
                     Ok(())
                 }
-                Command::Export(args) => commands::export::run(args, opts).await,
-                Command::Verify(args) => commands::verify::run(args).await,
+                Command::Export(args) => share::export::run(args, opts).await,
+                Command::Verify(args) => share::verify::run(args).await,
                 Command::Views(args) => {
                     commands::views::run(&args);
                     Ok(())
                 }
-                Command::Keygen { file } => signing::generate(&file).map(|public| {
+                Command::Keygen { file } => share::signing::generate(&file).map(|public| {
                     println!(
                         "secret key {} (keep it), public key {} (give it to whoever verifies)",
                         file.display(),

@@ -15,9 +15,10 @@ impl Bench {
     /// Writes (or reuses) the synthetic capture of `events` rows.
     pub fn synthetic(&self, events: u64) -> anyhow::Result<PathBuf> {
         // A new schema version writes different files: never reuse an older one's. ("s":
-        // sealed segments, schema 4 before it was final wrote none.)
+        // sealed segments, schema 4 before it was final wrote none; "n": named as the
+        // recorder names them.)
         let dir = self.work.join(format!(
-            "synthetic-v{}s-{events}",
+            "synthetic-v{}n-{events}",
             fantrace_schema::metadata::CURRENT_SCHEMA_VERSION
         ));
         let done = dir.join(".complete");
@@ -34,6 +35,8 @@ impl Bench {
                 events,
                 segment_rows: 2_000_000,
                 hosts: 1,
+                span: synth::DAY_NS,
+                rotate: None,
             })?;
             std::fs::write(&done, b"")?;
         }

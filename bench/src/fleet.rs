@@ -37,6 +37,8 @@ impl Bench {
                 events,
                 segment_rows: (events / 40).max(1),
                 hosts: HOSTS,
+                span: synth::DAY_NS,
+                rotate: None,
             })?;
             std::fs::write(&done, b"")?;
         }

@@ -69,7 +69,7 @@ struct RunArgs {
     #[arg(long, default_value_t = 10_000_000)]
     events: u64,
     /// Only these scenarios (comma-separated: overhead, storm, varied, analyzer, icount,
-    /// startup, segments, fleet, reconcile; soak runs only when named).
+    /// startup, segments, fleet, reconcile; soak and segments100k run only when named).
     #[arg(long, value_delimiter = ',')]
     only: Vec<String>,
     /// Events in the fleet scenario's synthetic multi-host capture.
@@ -197,8 +197,12 @@ fn run(args: &RunArgs) -> anyhow::Result<()> {
         rows.extend(bench.recorder_startup()?);
     }
     if wanted("segments") {
-        eprintln!("segments: a capture of 5,000 small segments");
-        rows.extend(bench.many_segments()?);
+        eprintln!("segments: a capture of 5,000 small segments (17 days at 5-minute rotation)");
+        rows.extend(bench.many_segments(5_000)?);
+    }
+    if args.only.iter().any(|o| o == "segments100k") {
+        eprintln!("segments100k: a year at 5-minute rotation, 100,000 segments");
+        rows.extend(bench.many_segments(100_000)?);
     }
     if wanted("fleet") {
         eprintln!("fleet: upload to S3 (Garage), and the forensic queries on a Ballista cluster");

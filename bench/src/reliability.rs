@@ -96,60 +96,107 @@ impl Bench {
         Ok(rows)
     }
 
-    /// `count(*)` over 5,000 segments of ten rows, against DuckDB on the same files.
-    pub fn many_segments(&self) -> anyhow::Result<Vec<Row>> {
+    /// A capture of `segments` segments as the recorder cuts them (one per 5 minutes, ten calls
+    /// each), queried as users do, under their usual open-file limit (1024): a full count and a
+    /// one-minute window, each against DuckDB on the same files.
+    pub fn many_segments(&self, segments: u64) -> anyhow::Result<Vec<Row>> {
+        const ROTATE_NS: i64 = 300_000_000_000;
         let dir = self.work.join(format!(
-            "segments5000-v{}",
+            "segments{segments}-v{}r",
             fantrace_schema::metadata::CURRENT_SCHEMA_VERSION
         ));
         let done = dir.join(".complete");
         if !done.exists() {
             let _ = std::fs::remove_dir_all(&dir);
-            eprintln!("  generating 5,000 segments in {}", dir.display());
+            eprintln!(
+                "  generating {} segments in {}",
+                thousands(segments),
+                dir.display()
+            );
             synth::run(&SynthArgs {
                 output: dir.clone(),
-                events: 50_000,
+                events: segments * 10,
                 segment_rows: 10,
                 hosts: 1,
+                span: segments as i64 * ROTATE_NS,
+                rotate: Some(ROTATE_NS),
             })?;
             std::fs::write(&done, b"")?;
         }
-        let ours: Vec<Measured> = (0..self.repeat)
-            .map(|_| {
-                measure(
-                    Command::new(self.bin_dir.join("fantrace-analyzer"))
-                        .args(["query", "--format", "csv", "-c"])
-                        .arg(&dir)
-                        .arg("SELECT count(*) FROM calls"),
-                )
-            })
-            .collect::<Result<_, _>>()?;
-        if !ours.iter().all(|m| m.ok && m.stdout.contains("50000")) {
-            bail!("the analyzer did not count 50,000 rows over 5,000 segments");
-        }
-        let ours_s = median(&ours.iter().map(|m| m.seconds).collect::<Vec<_>>());
-        let ours_mib = median(&ours.iter().map(|m| m.peak_rss_mib).collect::<Vec<_>>());
-        eprintln!("  5,000 segments: {ours_s:.2} s, {ours_mib:.0} MiB");
-        let mut row = Row::new(
-            "count(*) over 5,000 segments of 10 rows (time, peak RSS)",
-            format!("{ours_s:.2} s, {ours_mib:.0} MiB"),
+        // One minute in the middle of the span.
+        let from = synth::T0 + segments as i64 * ROTATE_NS / 2;
+        let rfc3339 = |ns: i64| {
+            chrono::DateTime::from_timestamp_nanos(ns)
+                .to_rfc3339_opts(chrono::SecondsFormat::Nanos, true)
+        };
+        let window = format!(
+            "time >= '{}' AND time < '{}'",
+            rfc3339(from),
+            rfc3339(from + 60_000_000_000)
         );
-        if self.duckdb {
-            let script = format!(
-                "import duckdb; print(duckdb.sql(\"SELECT count(*) FROM read_parquet('{}')\").fetchall())",
-                dir.join("*.parquet").display()
-            );
-            let theirs: Vec<Measured> = (0..self.repeat)
-                .map(|_| measure(Command::new("python3").args(["-c", &script])))
+        let mut rows = Vec::new();
+        for (what, condition) in [
+            ("count(*)", "TRUE".to_string()),
+            ("one-minute window", window),
+        ] {
+            let sql = format!("SELECT count(*) FROM calls WHERE {condition}");
+            let ours: Vec<Measured> = (0..self.repeat)
+                .map(|_| {
+                    measure(
+                        Command::new("sh")
+                            .arg("-c")
+                            .arg("ulimit -n 1024 && exec \"$0\" \"$@\"")
+                            .arg(self.bin_dir.join("fantrace-analyzer"))
+                            .args(["query", "--format", "csv", "-c"])
+                            .arg(&dir)
+                            .arg(&sql),
+                    )
+                })
                 .collect::<Result<_, _>>()?;
-            let s = median(&theirs.iter().map(|m| m.seconds).collect::<Vec<_>>());
-            let mib = median(&theirs.iter().map(|m| m.peak_rss_mib).collect::<Vec<_>>());
-            row = row.peer(
-                format!("python3 + DuckDB {s:.2} s, {mib:.0} MiB"),
-                Some(ours_s / s),
+            let figure = format!(
+                "{what} over {} segments (ulimit -n 1024; time, peak RSS)",
+                thousands(segments)
             );
+            let Some(answer) = ours
+                .iter()
+                .all(|m| m.ok)
+                .then(|| ours[0].stdout.lines().nth(1).unwrap_or("").to_string())
+            else {
+                rows.push(Row::new(figure, "failed"));
+                continue;
+            };
+            let ours_s = median(&ours.iter().map(|m| m.seconds).collect::<Vec<_>>());
+            let ours_mib = median(&ours.iter().map(|m| m.peak_rss_mib).collect::<Vec<_>>());
+            eprintln!("  {figure}: {ours_s:.2} s, {ours_mib:.0} MiB, {answer} rows");
+            let mut row = Row::new(figure, format!("{ours_s:.2} s, {ours_mib:.0} MiB"));
+            if self.duckdb {
+                let script = format!(
+                    "import duckdb; print(duckdb.sql(\"SELECT count(*) FROM read_parquet('{}') \
+                     WHERE {}\").fetchall()[0][0])",
+                    dir.join("*.parquet").display(),
+                    condition
+                        .replace("time >= '", "time >= TIMESTAMPTZ '")
+                        .replace("time < '", "time < TIMESTAMPTZ '")
+                );
+                let theirs: Vec<Measured> = (0..self.repeat)
+                    .map(|_| measure(Command::new("python3").args(["-c", &script])))
+                    .collect::<Result<_, _>>()?;
+                if !theirs.iter().all(|m| m.ok && m.stdout.trim() == answer) {
+                    bail!(
+                        "DuckDB's answer to {sql:?} ({:?}) is not the analyzer's ({answer})",
+                        theirs.first().map(|m| m.stdout.trim())
+                    );
+                }
+                let s = median(&theirs.iter().map(|m| m.seconds).collect::<Vec<_>>());
+                let mib = median(&theirs.iter().map(|m| m.peak_rss_mib).collect::<Vec<_>>());
+                row = row.peer(
+                    format!("python3 + DuckDB {s:.2} s, {mib:.0} MiB"),
+                    Some(ours_s / s),
+                );
+            }
+            rows.push(row);
         }
-        Ok(vec![row])
+        Ok(rows)
     }
 
     /// Minutes of storms with the recorder SIGKILLed at random and its disk filled at random;

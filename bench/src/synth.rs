@@ -30,11 +30,88 @@ pub struct SynthArgs {
     /// Hosts the calls come from: segments go to them in turn, each host one recording.
     #[arg(long, default_value_t = 1)]
     pub hosts: u64,
+    /// How long the calls are spread over, from 2026-11-01 (s, m, h, d suffixes: `70d`).
+    #[arg(long, default_value = "1d", value_parser = parse_duration_ns)]
+    pub span: i64,
+    /// Cut segments by time as the recorder's `--rotate-interval` does (`5m`): one segment per
+    /// interval of the span, empty ones too (an idle recorder writes them), instead of every
+    /// `--segment-rows` rows.
+    #[arg(long, value_parser = parse_duration_ns)]
+    pub rotate: Option<i64>,
 }
 
-/// 2026-11-01T00:00:00Z, and one day of calls after it.
+/// A duration as `--span` and `--rotate` take it, in nanoseconds.
+pub fn parse_duration_ns(text: &str) -> Result<i64, String> {
+    let (digits, unit) = text.split_at(text.len().saturating_sub(1));
+    let seconds: i64 = match unit {
+        "s" => 1,
+        "m" => 60,
+        "h" => 3600,
+        "d" => 86_400,
+        _ => {
+            return Err(format!(
+                "{text:?} is not a duration like 90s, 5m, 1h or 70d"
+            ));
+        }
+    };
+    digits
+        .parse::<i64>()
+        .ok()
+        .filter(|n| *n > 0)
+        .and_then(|n| n.checked_mul(seconds * 1_000_000_000))
+        .ok_or_else(|| format!("{text:?} is not a duration like 90s, 5m, 1h or 70d"))
+}
+
+/// One segment of the synthetic capture: which calls it holds and the time it covers.
+struct Cut {
+    first: u64,
+    rows: u64,
+    start_ns: i64,
+    end_ns: i64,
+}
+
+/// Where the segments begin and end: every `rotate` of the span, or every `segment_rows`.
+fn cuts(args: &SynthArgs, step: i64) -> Vec<Cut> {
+    let at = |n: u64| T0 + n as i64 * step;
+    let mut out = Vec::new();
+    match args.rotate {
+        Some(rotate) => {
+            // Call n is at n * step: the first call at or after a time t is ceil(t / step).
+            let first_at = |t: i64| ((t + step - 1) / step).clamp(0, args.events as i64) as u64;
+            let mut start = 0i64;
+            while start < args.span {
+                let end = (start + rotate).min(args.span);
+                let (lo, hi) = (first_at(start), first_at(end));
+                out.push(Cut {
+                    first: lo,
+                    rows: hi - lo,
+                    start_ns: T0 + start,
+                    end_ns: T0 + end,
+                });
+                start = end;
+            }
+        }
+        None => {
+            let mut first = 0;
+            while first < args.events {
+                let rows = args.segment_rows.max(1).min(args.events - first);
+                out.push(Cut {
+                    first,
+                    rows,
+                    start_ns: at(first),
+                    end_ns: at(first + rows - 1),
+                });
+                first += rows;
+            }
+        }
+    }
+    out
+}
+
+/// 2026-11-01T00:00:00Z, where the calls begin.
 pub const T0: i64 = 1_793_491_200_000_000_000;
-const SPAN_NS: i64 = 86_400_000_000_000;
+/// The default span: one day of calls.
+pub const DAY_NS: i64 = 86_400_000_000_000;
 
 const COMMS: &[&str] = &[
     "clamd",
@@ -104,16 +181,16 @@ pub fn run(args: &SynthArgs) -> anyhow::Result<()> {
             container_id: None,
         })
         .collect();
-    let step = SPAN_NS / args.events.max(1) as i64;
-    let mut written = 0u64;
-    let mut seq = 0;
+    let step = (args.span / args.events.max(1) as i64).max(1);
+    let cuts = cuts(args, step);
+    let segments = cuts.len();
     let hosts = args.hosts.max(1);
     // Each host's chain: its recording id, next segment number and last segment's digest.
     let mut chains: Vec<(String, u64, String)> = (0..hosts)
         .map(|h| (format!("synthetic-recording-{h}"), 0, String::new()))
         .collect();
-    while written < args.events {
-        let host_ix = (seq % hosts) as usize;
+    for (seq, cut) in cuts.into_iter().enumerate() {
+        let host_ix = seq % hosts as usize;
         let origin = Origin {
             host: if hosts == 1 {
                 "synthetic".to_string()
@@ -122,10 +199,20 @@ pub fn run(args: &SynthArgs) -> anyhow::Result<()> {
             },
             boot_id: format!("00000000-0000-4000-8000-{host_ix:012}"),
         };
-        let rows = args.segment_rows.min(args.events - written);
-        let path = args
-            .output
-            .join(format!("fantrace-synthetic-{seq:06}.parquet"));
+        let Cut {
+            first: written,
+            rows,
+            start_ns,
+            end_ns,
+        } = cut;
+        let (recording_id, chain_seq, prev) = &mut chains[host_ix];
+        // Named as the recorder names a segment: by the time it was opened, then its place in
+        // its recording.
+        let path = args.output.join(format!(
+            "fantrace-{}-{:06}.parquet",
+            chrono::DateTime::from_timestamp_nanos(start_ns).format("%Y%m%dT%H%M%S%.6fZ"),
+            chain_seq
+        ));
         let file =
             std::fs::File::create(&path).with_context(|| format!("creating {}", path.display()))?;
         let props = writer_properties("fantrace-bench synth")?;
@@ -199,9 +286,6 @@ pub fn run(args: &SynthArgs) -> anyhow::Result<()> {
         if !b.is_empty() {
             w.write(&b.finish()?)?;
         }
-        let (recording_id, chain_seq, prev) = &mut chains[host_ix];
-        let first = T0 + written as i64 * step;
-        let last = T0 + (written + rows - 1) as i64 * step;
         let rfc3339 = |ns: i64| {
             chrono::DateTime::from_timestamp_nanos(ns)
                 .to_rfc3339_opts(chrono::SecondsFormat::Nanos, true)
@@ -216,10 +300,8 @@ pub fn run(args: &SynthArgs) -> anyhow::Result<()> {
             (keys::KERNEL_RELEASE, "synthetic".to_string()),
             (keys::EVENTS_WRITTEN, rows.to_string()),
             (keys::EVENTS_LOST, "0".to_string()),
-            (keys::SEGMENT_START, rfc3339(first)),
-            (keys::SEGMENT_END, rfc3339(last)),
-            (keys::TIME_MIN, rfc3339(first)),
-            (keys::TIME_MAX, rfc3339(last)),
+            (keys::SEGMENT_START, rfc3339(start_ns)),
+            (keys::SEGMENT_END, rfc3339(end_ns)),
             (keys::RECORDING_ID, recording_id.clone()),
             (keys::SEGMENT_SEQ, chain_seq.to_string()),
             (keys::PREV_SEGMENT_SHA256, prev.clone()),
@@ -227,7 +309,7 @@ pub fn run(args: &SynthArgs) -> anyhow::Result<()> {
             (keys::IA32_COVERED, "yes".to_string()),
             (
                 keys::STOP_REASON,
-                if written + rows >= args.events {
+                if seq + 1 == segments {
                     "synthetic".to_string()
                 } else {
                     "rotated: size".to_string()
@@ -236,14 +318,27 @@ pub fn run(args: &SynthArgs) -> anyhow::Result<()> {
         ]
         .into_iter()
         .map(|(k, v)| (k.to_string(), v))
+        .chain(
+            (rows > 0)
+                .then(|| {
+                    let first = T0 + written as i64 * step;
+                    let last = T0 + (written + rows - 1) as i64 * step;
+                    [
+                        (keys::TIME_MIN.to_string(), rfc3339(first)),
+                        (keys::TIME_MAX.to_string(), rfc3339(last)),
+                    ]
+                })
+                .into_iter()
+                .flatten(),
+        )
         .collect();
         let sealed = seal_and_close(w, &seal, meta, |_| Vec::new())
             .with_context(|| format!("closing {}", path.display()))?;
         *chain_seq += 1;
         *prev = sealed.file_sha256;
-        written += rows;
-        seq += 1;
-        eprintln!("wrote {}: {rows} rows", path.display());
+        if segments <= 1000 || seq % 1000 == 0 {
+            eprintln!("wrote {}: {rows} rows", path.display());
+        }
     }
     Ok(())
 }

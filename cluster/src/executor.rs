@@ -6,7 +6,7 @@ use anyhow::Context as _;
 use ballista_executor::executor_process::{ExecutorProcessConfig, start_executor_process};
 use datafusion::execution::runtime_env::RuntimeEnvBuilder;
 use datafusion::prelude::SessionConfig;
-use fantrace_analyzer::fleet_stores::{FleetStores, executor_functions};
+use fantrace_engine::fleet_stores::{FleetStores, executor_functions};
 
 #[derive(clap::Args, Debug)]
 pub struct ExecutorArgs {

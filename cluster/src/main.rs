@@ -18,7 +18,7 @@ struct Cli {
     endpoint: Option<String>,
     /// Memory each query may use on this node, in bytes (suffixes K, M, G): the bound the
     /// growing SQL functions are held to, and on an executor its memory pool.
-    #[arg(long, global = true, default_value = "2G", value_parser = fantrace_analyzer::parse_bytes)]
+    #[arg(long, global = true, default_value = "2G", value_parser = fantrace_engine::parse_bytes)]
     memory_limit: usize,
     #[command(subcommand)]
     role: Role,

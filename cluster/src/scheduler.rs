@@ -10,7 +10,7 @@ use ballista_scheduler::config::SchedulerConfig;
 use datafusion::execution::SessionStateBuilder;
 use datafusion::execution::runtime_env::RuntimeEnvBuilder;
 use datafusion::prelude::SessionConfig;
-use fantrace_analyzer::fleet_stores::{FleetStores, add_fantrace_functions};
+use fantrace_engine::fleet_stores::{FleetStores, add_fantrace_functions};
 
 #[derive(clap::Args, Debug)]
 pub struct SchedulerArgs {

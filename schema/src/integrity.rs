@@ -28,7 +28,8 @@ use crate::metadata as keys;
 /// Keys the metadata digest leaves out: the digest itself and what signs it.
 pub const UNDIGESTED: [&str; 3] = [keys::METADATA_SHA256, keys::SIGNATURE, keys::SIGNING_KEY];
 
-fn hex(bytes: &[u8]) -> String {
+/// Lower-case hex digits of `bytes`, as digests and keys are written.
+pub fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 

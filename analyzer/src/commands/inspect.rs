@@ -1,8 +1,8 @@
 //! `inspect`: what a capture holds: its segments, hosts, time span, events, losses, schema
 //! versions, and every segment that could not be read and why.
-use crate::capture::{self, CaptureArgs};
 use crate::format::{self, Format};
-use crate::session::{self, SessionOptions};
+use fantrace_engine::capture::{self, CaptureArgs};
+use fantrace_engine::session::{self, SessionOptions};
 
 #[derive(clap::Args, Debug)]
 pub struct InspectArgs {

@@ -1,8 +1,8 @@
 //! `playbook`: named forensic queries shipped with the tool. Each is a `.sql` file under
 //! `src/playbook/`, whose leading `--` lines are its documentation.
-use crate::capture::CaptureArgs;
 use crate::format::Format;
-use crate::session::{self, SessionOptions};
+use fantrace_engine::capture::CaptureArgs;
+use fantrace_engine::session::{self, SessionOptions};
 
 /// (name, SQL with its doc comment).
 pub const PLAYBOOK: &[(&str, &str)] = &[

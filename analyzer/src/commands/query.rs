@@ -5,11 +5,11 @@ use std::path::PathBuf;
 use anyhow::{Context as _, bail};
 use datafusion::prelude::SessionContext;
 
-use crate::capture::{CaptureArgs, Segment};
 use crate::format::{self, Format};
 use crate::output::{OutputArgs, PendingFile};
-use crate::session::{self, SessionOptions};
-use crate::write_capture::{CaptureWriter, Target, WriteOptions, as_stored, prefix_for};
+use crate::share::write_capture::{CaptureWriter, Target, WriteOptions, as_stored, prefix_for};
+use fantrace_engine::capture::{CaptureArgs, Segment};
+use fantrace_engine::session::{self, SessionOptions};
 
 #[derive(clap::Args, Debug)]
 pub struct QueryArgs {
@@ -75,6 +75,9 @@ pub async fn run(args: QueryArgs, opts: SessionOptions) -> anyhow::Result<()> {
     .await?;
     if args.timing {
         eprintln!("Run Time: {:.6} s", started.elapsed().as_secs_f64());
+        if let Some(line) = session::pruning(&ctx).and_then(|p| p.summary()) {
+            eprintln!("Segments: {line}");
+        }
     }
     Ok(())
 }
@@ -138,7 +141,7 @@ fn write_as_capture(
 ) -> anyhow::Result<()> {
     let sources: Vec<&Segment> = sources.iter().collect();
     let command_line: String = std::env::args().collect::<Vec<_>>().join(" ");
-    let metadata = super::export::provenance_metadata(
+    let metadata = crate::share::export::provenance_metadata(
         &sources,
         None,
         &[],
@@ -151,7 +154,7 @@ fn write_as_capture(
         WriteOptions {
             max_rows: None,
             metadata,
-            first_only: super::export::loss_metadata(&sources),
+            first_only: crate::share::export::loss_metadata(&sources),
             since: None,
             until: None,
             signer: None,

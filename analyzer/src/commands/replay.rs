@@ -8,9 +8,9 @@ use arrow::array::{Array, AsArray, RecordBatch};
 use arrow::datatypes::{DataType, Int32Type, Int64Type, UInt32Type, UInt64Type};
 use fantrace_schema::decode::{CallView, KernelView, strace_line};
 
-use crate::capture::CaptureArgs;
-use crate::selection::Selection;
-use crate::session::{self, SessionOptions};
+use crate::commands::selection::Selection;
+use fantrace_engine::capture::CaptureArgs;
+use fantrace_engine::session::{self, SessionOptions};
 
 #[derive(clap::Args, Debug)]
 pub struct ReplayArgs {

@@ -7,11 +7,11 @@ use rustyline::Editor;
 use rustyline::error::ReadlineError;
 use rustyline::history::DefaultHistory;
 
-use crate::capture::CaptureArgs;
+use crate::commands::shell_completion::SqlHelper;
 use crate::format::{self, Format};
-use crate::functions;
-use crate::helper::SqlHelper;
-use crate::session::{self, SessionOptions};
+use fantrace_engine::capture::CaptureArgs;
+use fantrace_engine::session::{self, SessionOptions};
+use fantrace_engine::sql::functions;
 
 #[derive(clap::Args, Debug)]
 pub struct ShellArgs {

@@ -298,7 +298,7 @@ pub fn statements(engine: Engine, path: &str) -> Vec<String> {
         stored.join(", "),
         derived.join(", ")
     ));
-    let inits = crate::session::INITS_COLUMNS;
+    let inits = fantrace_engine::session::INITS_COLUMNS;
     let inits = match engine {
         Engine::Duckdb => inits.replace("arrow_cast(mask, 'UInt32')", "CAST(mask AS UINTEGER)"),
         Engine::Spark => inits.replace("arrow_cast(mask, 'UInt32')", "CAST(mask AS BIGINT)"),

@@ -7,7 +7,7 @@ use arrow::datatypes::Int64Type;
 use datafusion::prelude::SessionContext;
 use fantrace_schema::flags::{MARK_TYPE_BITS, PERMISSION_MASK};
 
-use crate::session::run_sql;
+use fantrace_engine::session::run_sql;
 
 /// Processes drawn as lanes, at most; the rest are counted in a note.
 pub const MAX_LANES: usize = 40;

@@ -11,8 +11,8 @@ use std::path::PathBuf;
 
 use anyhow::Context as _;
 
-use crate::capture::CaptureArgs;
-use crate::session::{self, SessionOptions};
+use fantrace_engine::capture::CaptureArgs;
+use fantrace_engine::session::{self, SessionOptions};
 
 #[derive(clap::Args, Debug)]
 pub struct ReportArgs {

@@ -7,7 +7,7 @@ use plotters::style::RGBColor;
 
 use super::gather::{MAX_LANES, MAX_ROWS, Report};
 use super::timeline;
-use crate::capture::CaptureError;
+use fantrace_engine::capture::CaptureError;
 
 const STYLE: &str = "
 body { font-family: sans-serif; margin: 1.5em; color: #222; }

@@ -786,7 +786,13 @@ impl KernelState {
         }
         if let Some(group) = self.groups.get_mut(&address) {
             group.holders = holders.clone();
-            group.exited.clear();
+            // A process whose exit was recorded may still show its fds: the exit tracepoint
+            // fires before the kernel closes them. It stays exited (so the group's end, at
+            // the next scan, is its exit), unless the pid is now another process's.
+            group.exited.retain(|pid, exit_ns| {
+                holders.iter().any(|(p, _)| p == pid)
+                    && process_start_ns(*pid).is_none_or(|start| start <= *exit_ns)
+            });
         }
     }
 

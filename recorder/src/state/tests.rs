@@ -236,6 +236,37 @@ fn a_group_found_by_a_scan_is_held_and_ends_with_its_last_holder() {
 }
 
 #[test]
+fn a_holder_whose_exit_was_recorded_ends_the_group_at_its_exit_though_a_scan_still_saw_it() {
+    let mut s = state();
+    let scan = [ScanEntry {
+        group: GROUP,
+        tgid: PID,
+        fd: FD as u32,
+    }];
+    s.on_scan(&scan, 1_000, true);
+    let _ = rows(&mut s);
+    let mut exit = call(SYSCALL_EXIT, 2_500, 0, 0, 0);
+    exit.group = 0;
+    s.on_item(&exit, b"");
+    // The exit tracepoint fires before the kernel closes the process's files: a scan right
+    // after it still finds the fd.
+    s.on_scan(&scan, 2_600, true);
+    s.on_scan(&[], 3_000, true);
+    let ends: Vec<_> = s
+        .settle()
+        .into_iter()
+        .filter_map(|r| match r {
+            Row::State {
+                kind: RowKind::GroupEnd,
+                row,
+            } => Some(row.boot_ns),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(ends, [2_500], "ended at the holder's exit, not at the scan");
+}
+
+#[test]
 fn a_release_the_kernel_reports_ends_the_group_then_and_there() {
     let mut s = state();
     made(&mut s);

@@ -15,6 +15,17 @@ use fantrace_schema::metadata as keys;
 use fantrace_schema::record::LossCause;
 
 use crate::capture::Segment;
+use crate::capture::table::{CaptureTable, Pruning};
+
+/// Whether queries run in this process (not sent to a cluster).
+fn ctx_is_local(ctx: &SessionContext) -> bool {
+    ctx.state().config().get_extension::<Pruning>().is_some()
+}
+
+/// What the scans of this session's queries pruned so far (local sessions only).
+pub fn pruning(ctx: &SessionContext) -> Option<Arc<Pruning>> {
+    ctx.state().config().get_extension::<Pruning>()
+}
 
 #[derive(Clone)]
 pub struct SessionOptions {
@@ -103,7 +114,10 @@ pub async fn open(segments: &[Segment], opts: &SessionOptions) -> anyhow::Result
     config.options_mut().execution.collect_statistics = !opts.no_stats;
     // Deliberately no `enable_url_table()`: `SELECT * FROM '/etc/passwd'` must not read files.
     let ctx = match &opts.cluster {
-        None => SessionContext::new_with_config_rt(config, runtime),
+        None => SessionContext::new_with_config_rt(
+            config.with_extension(Arc::new(Pruning::default())),
+            runtime,
+        ),
         Some(url) => crate::cluster::connect(url, config, runtime)?,
     };
     for segment in segments {
@@ -113,8 +127,8 @@ pub async fn open(segments: &[Segment], opts: &SessionOptions) -> anyhow::Result
             ctx.register_object_store(&url, Arc::clone(&object.store));
         }
     }
-    crate::functions::register(&ctx);
-    crate::bounded_functions::register(&ctx, opts.memory_limit);
+    crate::sql::functions::register(&ctx);
+    crate::sql::bounded_functions::register(&ctx, opts.memory_limit);
     share_footers(&ctx, segments);
     let calls = calls_frame(&ctx, segments).await?;
     // The segments hold both syscalls; `events` and `inits` are the views people query.
@@ -188,21 +202,37 @@ async fn calls_frame(
     let older = |s: &Segment| s.schema_version < 4;
     let versions: std::collections::BTreeSet<u32> =
         segments.iter().map(|s| s.schema_version).collect();
-    if !segments.iter().any(older) && versions.len() <= 1 {
-        return ctx
-            .read_parquet(
-                segments.iter().map(path).collect::<Vec<_>>(),
-                ParquetReadOptions::default(),
-            )
-            .await
-            .context("opening the capture segments");
-    }
     let with_origin = |s: &&Segment| s.schema_version >= 4;
+    let current: Vec<Segment> = segments.iter().filter(with_origin).cloned().collect();
+    // Local segments are handed to the engine directly (no listing, one open file per
+    // partition, pruned by time); a cluster's executors and object stores take the listing
+    // path, which they plan and read themselves.
+    let local =
+        !current.is_empty() && ctx_is_local(ctx) && current.iter().all(|s| s.object.is_none());
     let mut frames = Vec::new();
-    let current: Vec<String> = segments.iter().filter(with_origin).map(path).collect();
-    if !current.is_empty() {
+    if local {
+        let pruning = ctx
+            .state()
+            .config()
+            .get_extension::<Pruning>()
+            .unwrap_or_default();
+        let table = CaptureTable::new(&current, Arc::new(table_schema.clone()), pruning);
+        if table.covers(&current) {
+            frames.push(
+                ctx.read_table(Arc::new(table))
+                    .context("opening the capture segments")?,
+            );
+        }
+    }
+    if frames.is_empty() && !current.is_empty() {
+        let paths: Vec<String> = current.iter().map(path).collect();
+        let options = if !segments.iter().any(older) && versions.len() <= 1 {
+            ParquetReadOptions::default()
+        } else {
+            ParquetReadOptions::default().schema(&table_schema)
+        };
         frames.push(
-            ctx.read_parquet(current, ParquetReadOptions::default().schema(&table_schema))
+            ctx.read_parquet(paths, options)
                 .await
                 .context("opening the capture segments")?,
         );
@@ -239,6 +269,9 @@ async fn calls_frame(
     }
     let mut frames = frames.into_iter();
     let first = frames.next().context("no segment to read")?;
+    if frames.len() == 0 {
+        return Ok(first);
+    }
     frames
         .try_fold(first, |acc, f| acc.union(f))
         .context("putting segments of several schema versions together")

@@ -78,14 +78,14 @@ pub fn add_fantrace_functions(
     memory_limit: usize,
 ) -> datafusion::common::Result<()> {
     use datafusion::execution::FunctionRegistry as _;
-    let bounded = crate::bounded_functions::wrap(|name| state.udf(name).ok(), memory_limit);
-    for f in crate::functions::scalar_functions()
+    let bounded = crate::sql::bounded_functions::wrap(|name| state.udf(name).ok(), memory_limit);
+    for f in crate::sql::functions::scalar_functions()
         .into_iter()
         .chain(bounded)
     {
         state.register_udf(Arc::new(f))?;
     }
-    for f in crate::functions::aggregate_functions() {
+    for f in crate::sql::functions::aggregate_functions() {
         state.register_udaf(Arc::new(f))?;
     }
     Ok(())
@@ -97,18 +97,14 @@ pub fn executor_functions(
 ) -> ballista_core::registry::BallistaFunctionRegistry {
     let mut registry = ballista_core::registry::BallistaFunctionRegistry::default();
     let builtin = registry.scalar_functions.clone();
-    for f in crate::functions::scalar_functions()
-        .into_iter()
-        .chain(crate::bounded_functions::wrap(
-            |name| builtin.get(name).cloned(),
-            memory_limit,
-        ))
-    {
+    for f in crate::sql::functions::scalar_functions().into_iter().chain(
+        crate::sql::bounded_functions::wrap(|name| builtin.get(name).cloned(), memory_limit),
+    ) {
         registry
             .scalar_functions
             .insert(f.name().to_string(), Arc::new(f));
     }
-    for f in crate::functions::aggregate_functions() {
+    for f in crate::sql::functions::aggregate_functions() {
         registry
             .aggregate_functions
             .insert(f.name().to_string(), Arc::new(f));

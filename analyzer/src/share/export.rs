@@ -14,13 +14,13 @@ use fantrace_schema::arrow::COLUMNS;
 use fantrace_schema::metadata as keys;
 use fantrace_schema::record::LossCause;
 
-use crate::capture::{self, CaptureArgs, Segment};
+use crate::commands::selection::Selection;
 use crate::output::{PendingDir, PendingFile};
-use crate::pseudonym::{Field, Pseudonymizer, parse_fields};
-use crate::selection::Selection;
-use crate::session::{self, SessionOptions};
-use crate::signing::Signer;
-use crate::write_capture::{CaptureWriter, Target, WriteOptions, prefix_for, write_stream};
+use crate::share::pseudonym::{Field, Pseudonymizer, parse_fields};
+use crate::share::signing::Signer;
+use crate::share::write_capture::{CaptureWriter, Target, WriteOptions, prefix_for, write_stream};
+use fantrace_engine::capture::{self, CaptureArgs, Segment};
+use fantrace_engine::session::{self, SessionOptions};
 
 #[derive(clap::Args, Debug)]
 pub struct ExportArgs {
@@ -350,7 +350,8 @@ pub fn provenance_metadata(
         // Called from synchronous writing code inside the runtime: a remote source's digest
         // is read on this worker thread (the runtime is multi-threaded, so others go on).
         let (sha256, _) = tokio::task::block_in_place(|| {
-            tokio::runtime::Handle::current().block_on(crate::capture::segment_digests(s, None))
+            tokio::runtime::Handle::current()
+                .block_on(fantrace_engine::capture::segment_digests(s, None))
         })
         .with_context(|| format!("reading {} for its digest", s.path.display()))?;
         list.push(serde_json::json!({

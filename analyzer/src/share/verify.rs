@@ -10,8 +10,8 @@ use anyhow::bail;
 use fantrace_schema::integrity::metadata_digest;
 use fantrace_schema::metadata as keys;
 
-use crate::capture::{self, CaptureArgs, Segment};
-use crate::signing::PublicKey;
+use crate::share::signing::PublicKey;
+use fantrace_engine::capture::{self, CaptureArgs, Segment};
 
 #[derive(clap::Args, Debug)]
 pub struct VerifyArgs {

@@ -11,7 +11,9 @@
 //! dropped on non-directories, ignore masks, evictable marks) are in the numbers it reported.
 //!
 //! Views and a table function over `calls`, one SQL statement ([`state_sql`]) so DataFusion
-//! plans and runs every step. Captures recorded before version 6 use `marks_legacy`.
+//! plans and runs every step. Captures recorded before version 6 use `legacy`.
+mod legacy;
+
 use std::sync::Arc;
 
 use anyhow::Context as _;
@@ -39,7 +41,7 @@ impl Model {
         match self {
             Model::Kernel => state_sql(until),
             Model::Legacy { exits_recorded } => {
-                crate::marks_legacy::state_sql(until, exits_recorded)
+                crate::marks::legacy::state_sql(until, exits_recorded)
             }
         }
     }

@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context as _, bail};
 use ed25519_dalek::{Signature, Signer as _, SigningKey, Verifier as _, VerifyingKey};
 
-use crate::pseudonym::{hex, unhex};
+use crate::share::pseudonym::{hex, unhex};
 
 /// Creates a new key pair: `path` (secret, 0600) and `path.pub`. Refuses to overwrite.
 pub fn generate(path: &Path) -> anyhow::Result<PathBuf> {

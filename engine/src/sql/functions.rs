@@ -132,8 +132,8 @@ pub fn scalar_functions() -> Vec<ScalarUDF> {
 /// nested values truly (see `count_distinct`), and `fan_mark_fold` (see `mark_fold`).
 pub fn aggregate_functions() -> Vec<datafusion::logical_expr::AggregateUDF> {
     vec![
-        crate::count_distinct::count(),
-        crate::mark_fold::fan_mark_fold(),
+        crate::sql::count_distinct::count(),
+        crate::sql::mark_fold::fan_mark_fold(),
     ]
 }
 

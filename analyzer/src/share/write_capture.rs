@@ -17,8 +17,8 @@ use futures::StreamExt as _;
 use parquet::arrow::ArrowWriter;
 
 use crate::output::{PendingDir, PendingFile};
-use crate::signing::Signer;
-use crate::timespec::rfc3339;
+use crate::share::signing::Signer;
+use fantrace_engine::timespec::rfc3339;
 
 /// Where the capture goes: a directory of segments, or one segment file.
 pub enum Target {

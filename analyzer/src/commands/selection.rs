@@ -3,7 +3,7 @@
 use anyhow::Context as _;
 use datafusion::prelude::SessionContext;
 
-use crate::timespec;
+use fantrace_engine::timespec;
 
 #[derive(clap::Args, Debug, Clone, Default)]
 pub struct Selection {

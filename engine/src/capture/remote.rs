@@ -163,7 +163,7 @@ pub async fn open_segment(object: RemoteObject) -> Result<Segment, CaptureError>
     }
     let footer = tail.slice(tail.len() - 8 - footer_len as usize..tail.len() - 8);
     // Foreign input, decoded where a panic becomes this file's error (see `foreign`).
-    let decoded = crate::foreign::decode(|| {
+    let decoded = crate::capture::foreign::decode(|| {
         let parquet = ParquetMetaDataReader::decode_metadata(&footer)?;
         ArrowReaderMetadata::try_new(Arc::new(parquet), ArrowReaderOptions::new())
     })

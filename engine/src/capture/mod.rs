@@ -1,5 +1,11 @@
 //! Find the segments of the captures given on the command line, check that each is a readable
-//! fantrace segment of a schema version we know, and collect their metadata.
+//! fantrace segment of a schema version we know, and collect their metadata: local files
+//! here, objects in `remote`; `foreign` keeps a decoder's panic on a damaged file an error
+//! naming it.
+pub mod foreign;
+pub mod remote;
+pub mod table;
+
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -100,7 +106,7 @@ pub struct Segment {
     /// Whether its metadata and row counts match its seal; `None` for an unsealed segment.
     pub seal_intact: Option<bool>,
     /// Where it is when it is not a local file (`path` then holds its URL).
-    pub object: Option<crate::remote::RemoteObject>,
+    pub object: Option<crate::capture::remote::RemoteObject>,
 }
 
 #[derive(Debug, Clone, Copy, Default)]
@@ -279,7 +285,8 @@ pub async fn load_all(args: &CaptureArgs, checks: Checks) -> anyhow::Result<Load
     for input in &args.captures {
         let text = input.to_string_lossy();
         if fantrace_storage::location::is_url(&text) {
-            let objects = match crate::remote::list(&text, args.endpoint.as_deref()).await {
+            let objects = match crate::capture::remote::list(&text, args.endpoint.as_deref()).await
+            {
                 Ok(objects) => objects,
                 Err(e) => {
                     keep_or_fail(e)?;
@@ -287,7 +294,13 @@ pub async fn load_all(args: &CaptureArgs, checks: Checks) -> anyhow::Result<Load
                 }
             };
             for object in objects {
-                match checked(crate::remote::open_segment(object).await, checks, args).await {
+                match checked(
+                    crate::capture::remote::open_segment(object).await,
+                    checks,
+                    args,
+                )
+                .await
+                {
                     Ok(seg) => keep(seg),
                     Err(e) => keep_or_fail(e)?,
                 }
@@ -496,15 +509,16 @@ pub fn open_segment(path: &Path) -> Result<Segment, CaptureError> {
     })?;
     // The footer and its embedded Arrow schema are foreign input: a decoder that panics on
     // them (arrow-ipc does on some corrupt schemas) makes this file bad, not the analyzer.
-    let builder = crate::foreign::decode(|| ParquetRecordBatchReaderBuilder::try_new(file))
-        .map_err(|panic| CaptureError::NotParquet {
-            path: path.to_path_buf(),
-            reason: format!("decoding its footer failed: {panic}"),
-        })?
-        .map_err(|e| CaptureError::NotParquet {
-            path: path.to_path_buf(),
-            reason: e.to_string(),
-        })?;
+    let builder =
+        crate::capture::foreign::decode(|| ParquetRecordBatchReaderBuilder::try_new(file))
+            .map_err(|panic| CaptureError::NotParquet {
+                path: path.to_path_buf(),
+                reason: format!("decoding its footer failed: {panic}"),
+            })?
+            .map_err(|e| CaptureError::NotParquet {
+                path: path.to_path_buf(),
+                reason: e.to_string(),
+            })?;
     from_footer(
         path.to_path_buf(),
         Arc::clone(builder.metadata()),
@@ -517,7 +531,7 @@ pub fn open_segment(path: &Path) -> Result<Segment, CaptureError> {
 /// Opens a segment again, wherever it is (for a footer not kept in memory).
 pub async fn reopen(segment: &Segment) -> Result<Segment, CaptureError> {
     match &segment.object {
-        Some(object) => crate::remote::open_segment(object.clone()).await,
+        Some(object) => crate::capture::remote::open_segment(object.clone()).await,
         None => open_segment(&segment.path),
     }
 }
@@ -619,7 +633,7 @@ pub async fn segment_digests(
     data_bytes: Option<u64>,
 ) -> Result<(String, Option<String>), CaptureError> {
     match &segment.object {
-        Some(object) => crate::remote::digests(object, data_bytes).await,
+        Some(object) => crate::capture::remote::digests(object, data_bytes).await,
         None => digests(&segment.path, data_bytes),
     }
 }
@@ -680,7 +694,7 @@ impl Digests {
 
     pub fn finish(self) -> (String, Option<String>) {
         use sha2::Digest as _;
-        let hex = |d: &[u8]| crate::pseudonym::hex(d);
+        let hex = |d: &[u8]| fantrace_schema::integrity::hex(d);
         let data = match self.data_bytes {
             Some(limit) if limit <= self.seen => Some(hex(&self.data.finalize())),
             Some(_) => Some("(the file is shorter than its data)".to_string()),

@@ -1,0 +1,292 @@
+//! The local segments of a capture as one DataFusion table, read without DataFusion's listing.
+//!
+//! `read_parquet` over N files asks the object store for each file's metadata all at once,
+//! and the local store opens every file to answer: 5,000 segments failed under the usual
+//! `ulimit -n` of 1024 ("Too many open files"). The segments are already found and checked
+//! (`capture::load`), so this table hands DataFusion the files directly: a scan opens one
+//! file at a time per partition, however many segments there are.
+//!
+//! A scan's time condition prunes first: a segment whose recorded time range (`time_min`,
+//! `time_max` in its metadata, exact to the nanosecond) cannot meet it is not opened at all.
+//! What was pruned is counted in [`Pruning`], for `--timing`.
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::SystemTime;
+
+use arrow::datatypes::SchemaRef;
+use async_trait::async_trait;
+use datafusion::catalog::Session;
+use datafusion::common::{Result, ScalarValue};
+use datafusion::datasource::file_format::FileFormat as _;
+use datafusion::datasource::file_format::parquet::ParquetFormat;
+use datafusion::datasource::listing::PartitionedFile;
+use datafusion::datasource::physical_plan::{FileGroup, FileScanConfigBuilder};
+use datafusion::datasource::{TableProvider, TableType};
+use datafusion::execution::object_store::ObjectStoreUrl;
+use datafusion::logical_expr::{Between, BinaryExpr, Expr, Operator, TableProviderFilterPushDown};
+use datafusion::physical_plan::ExecutionPlan;
+use datafusion::physical_plan::empty::EmptyExec;
+use fantrace_schema::metadata as keys;
+
+use super::Segment;
+
+/// One local segment as a scan needs it.
+#[derive(Debug, Clone)]
+struct File {
+    location: object_store::path::Path,
+    /// Size and modification time, as the footer cache knows them (`None`: stat at scan).
+    known: Option<(u64, SystemTime)>,
+    path: std::path::PathBuf,
+    /// The first and last `time` in it, in ns since the epoch (`None`: not recorded).
+    times: Option<(i64, i64)>,
+}
+
+/// How many segments the scans of one query were given, and how many they left unopened.
+#[derive(Debug, Default)]
+pub struct Pruning {
+    pub scans: AtomicU64,
+    pub segments: AtomicU64,
+    pub pruned_by_time: AtomicU64,
+}
+
+impl Pruning {
+    /// One line for `--timing`; `None` before any scan.
+    pub fn summary(&self) -> Option<String> {
+        let scans = self.scans.load(Ordering::Relaxed);
+        if scans == 0 {
+            return None;
+        }
+        let segments = self.segments.load(Ordering::Relaxed);
+        let pruned = self.pruned_by_time.load(Ordering::Relaxed);
+        Some(format!(
+            "{scans} scan(s) of {segments} segment(s): {pruned} pruned by their recorded time range \
+             before opening, {} read",
+            segments - pruned
+        ))
+    }
+}
+
+#[derive(Debug)]
+pub struct CaptureTable {
+    schema: SchemaRef,
+    files: Vec<File>,
+    pruning: Arc<Pruning>,
+}
+
+impl CaptureTable {
+    /// The table over `segments` (local files, already checked), typed as `schema`: a segment
+    /// of an older version reads its missing columns as NULL.
+    pub fn new(segments: &[Segment], schema: SchemaRef, pruning: Arc<Pruning>) -> CaptureTable {
+        let files = segments
+            .iter()
+            .filter_map(|s| {
+                let absolute = std::path::absolute(&s.path).ok()?;
+                let location = object_store::path::Path::from_absolute_path(&absolute).ok()?;
+                Some(File {
+                    location,
+                    known: s.footer.as_ref().map(|f| (f.size, f.modified)),
+                    path: s.path.clone(),
+                    times: time_range(s),
+                })
+            })
+            .collect();
+        CaptureTable {
+            schema,
+            files,
+            pruning,
+        }
+    }
+
+    /// Whether every segment could be named to the local store (a path that is not valid
+    /// UTF-8 cannot be, and is read through the listing path instead).
+    pub fn covers(&self, segments: &[Segment]) -> bool {
+        self.files.len() == segments.len()
+    }
+}
+
+/// A segment's recorded `time` range; `None` when its metadata does not say.
+fn time_range(segment: &Segment) -> Option<(i64, i64)> {
+    let at = |key| {
+        let text = segment.meta(key)?;
+        chrono::DateTime::parse_from_rfc3339(text)
+            .ok()?
+            .timestamp_nanos_opt()
+    };
+    Some((at(keys::TIME_MIN)?, at(keys::TIME_MAX)?))
+}
+
+/// The narrowest `[lo, hi]` (ns, inclusive) the conjuncts of `filters` allow `time`; any
+/// condition this does not understand allows everything.
+fn time_bounds(filters: &[Expr]) -> (i64, i64) {
+    let mut bounds = (i64::MIN, i64::MAX);
+    for filter in filters {
+        for conjunct in datafusion::logical_expr::utils::split_conjunction(filter) {
+            narrow(conjunct, &mut bounds);
+        }
+    }
+    bounds
+}
+
+fn narrow(expr: &Expr, bounds: &mut (i64, i64)) {
+    let (lo, hi) = bounds;
+    match expr {
+        Expr::BinaryExpr(BinaryExpr { left, op, right }) => {
+            let (op, value) = match (is_time(left), nanos(right), is_time(right), nanos(left)) {
+                (true, Some(v), _, _) => (*op, v),
+                (_, _, true, Some(v)) => match op.swap() {
+                    Some(op) => (op, v),
+                    None => return,
+                },
+                _ => return,
+            };
+            match op {
+                Operator::Eq => {
+                    *lo = (*lo).max(value);
+                    *hi = (*hi).min(value);
+                }
+                Operator::Gt => *lo = (*lo).max(value.saturating_add(1)),
+                Operator::GtEq => *lo = (*lo).max(value),
+                Operator::Lt => *hi = (*hi).min(value.saturating_sub(1)),
+                Operator::LtEq => *hi = (*hi).min(value),
+                _ => {}
+            }
+        }
+        Expr::Between(Between {
+            expr,
+            negated: false,
+            low,
+            high,
+        }) if is_time(expr) => {
+            if let (Some(l), Some(h)) = (nanos(low), nanos(high)) {
+                *lo = (*lo).max(l);
+                *hi = (*hi).min(h);
+            }
+        }
+        _ => {}
+    }
+}
+
+fn is_time(expr: &Expr) -> bool {
+    matches!(expr, Expr::Column(c) if c.name == "time")
+}
+
+/// A literal instant, in ns since the epoch; only nanosecond timestamps (the column's type,
+/// to which the planner casts what is compared with it) are taken.
+fn nanos(expr: &Expr) -> Option<i64> {
+    match expr {
+        Expr::Literal(ScalarValue::TimestampNanosecond(Some(v), _), _) => Some(*v),
+        _ => None,
+    }
+}
+
+#[async_trait]
+impl TableProvider for CaptureTable {
+    fn schema(&self) -> SchemaRef {
+        Arc::clone(&self.schema)
+    }
+
+    fn table_type(&self) -> TableType {
+        TableType::Base
+    }
+
+    fn supports_filters_pushdown(
+        &self,
+        filters: &[&Expr],
+    ) -> Result<Vec<TableProviderFilterPushDown>> {
+        // Seen for pruning, still applied above the scan.
+        Ok(vec![TableProviderFilterPushDown::Inexact; filters.len()])
+    }
+
+    async fn scan(
+        &self,
+        state: &dyn Session,
+        projection: Option<&Vec<usize>>,
+        filters: &[Expr],
+        limit: Option<usize>,
+    ) -> Result<Arc<dyn ExecutionPlan>> {
+        let (lo, hi) = time_bounds(filters);
+        let mut pruned = 0u64;
+        let mut files = Vec::new();
+        for file in &self.files {
+            if let Some((min, max)) = file.times
+                && (max < lo || min > hi)
+            {
+                pruned += 1;
+                continue;
+            }
+            let (size, modified) = match file.known {
+                Some(known) => known,
+                None => {
+                    let stat = std::fs::metadata(&file.path)?;
+                    (stat.len(), stat.modified()?)
+                }
+            };
+            files.push(PartitionedFile::new_from_meta(object_store::ObjectMeta {
+                location: file.location.clone(),
+                last_modified: modified.into(),
+                size,
+                e_tag: None,
+                version: None,
+            }));
+        }
+        self.pruning.scans.fetch_add(1, Ordering::Relaxed);
+        self.pruning
+            .segments
+            .fetch_add(self.files.len() as u64, Ordering::Relaxed);
+        self.pruning
+            .pruned_by_time
+            .fetch_add(pruned, Ordering::Relaxed);
+        if files.is_empty() {
+            let schema = match projection {
+                Some(p) => Arc::new(self.schema.project(p)?),
+                None => Arc::clone(&self.schema),
+            };
+            return Ok(Arc::new(EmptyExec::new(schema)));
+        }
+        let format = ParquetFormat::default().with_options(state.table_options().parquet.clone());
+        let source = format.file_source(Arc::clone(&self.schema).into());
+        let groups = FileGroup::new(files).split_files(state.config().target_partitions());
+        let config = FileScanConfigBuilder::new(ObjectStoreUrl::local_filesystem(), source)
+            .with_file_groups(groups)
+            .with_projection_indices(projection.cloned())?
+            .with_limit(limit)
+            .build();
+        format.create_physical_plan(state, config).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use datafusion::prelude::{col, lit};
+
+    use super::*;
+
+    fn ts(v: i64) -> Expr {
+        lit(ScalarValue::TimestampNanosecond(
+            Some(v),
+            Some("UTC".into()),
+        ))
+    }
+
+    #[test]
+    fn time_conditions_narrow_the_range_and_others_do_not() {
+        assert_eq!(time_bounds(&[]), (i64::MIN, i64::MAX));
+        let f = col("time").gt_eq(ts(10)).and(col("time").lt(ts(20)));
+        assert_eq!(time_bounds(&[f]), (10, 19));
+        // Written the other way round, and as BETWEEN.
+        assert_eq!(time_bounds(&[ts(10).lt(col("time"))]), (11, i64::MAX));
+        assert_eq!(time_bounds(&[col("time").between(ts(5), ts(7))]), (5, 7));
+        // A disjunction, a negation or another column prune nothing.
+        let or = col("time").lt(ts(5)).or(col("time").gt(ts(50)));
+        assert_eq!(time_bounds(&[or]), (i64::MIN, i64::MAX));
+        assert_eq!(
+            time_bounds(&[col("time").not_between(ts(5), ts(7))]),
+            (i64::MIN, i64::MAX)
+        );
+        assert_eq!(
+            time_bounds(&[col("exit_time").gt(ts(5))]),
+            (i64::MIN, i64::MAX)
+        );
+        assert_eq!(time_bounds(&[col("time").eq(ts(8))]), (8, 8));
+    }
+}
