@@ -188,6 +188,8 @@ pub async fn record(
         limit.saturating_sub(total),
         print,
     )?;
+    batcher.state.resolve_vanished();
+    batcher.settle();
     flush(batcher, tx)?;
     Ok(Drained {
         reason,

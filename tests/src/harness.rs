@@ -168,7 +168,17 @@ impl Recorder {
         unsafe { libc::kill(child.id() as i32, signal) };
         let status = child.wait().expect("waiting for the recorder");
         assert!(status.success(), "recorder exited with {status}");
-        self.stdout_rest.try_iter().collect::<Vec<_>>().join("\n")
+        self.rest_of_stdout()
+    }
+
+    /// What the recorder printed after its first line, to its end: the reader thread may not
+    /// have passed on the last lines yet when the exit is seen (it did not under load).
+    fn rest_of_stdout(&self) -> String {
+        let mut lines = Vec::new();
+        while let Ok(line) = self.stdout_rest.recv_timeout(slow(Duration::from_secs(10))) {
+            lines.push(line);
+        }
+        lines.join("\n")
     }
 
     /// Waits for the recorder to stop by itself (`--duration`, `--max-events`); exit must be 0.
@@ -176,7 +186,7 @@ impl Recorder {
         let mut child = self.child.take().expect("recorder running");
         let status = child.wait().expect("waiting for the recorder");
         assert!(status.success(), "recorder exited with {status}");
-        self.stdout_rest.try_iter().collect::<Vec<_>>().join("\n")
+        self.rest_of_stdout()
     }
 
     pub fn stop(self) -> String {

@@ -79,6 +79,36 @@ struct Group {
     exited: HashMap<u32, u64>,
 }
 
+impl Group {
+    /// When its last holder exited, if every holder's exit was read.
+    fn all_exited_at(&self) -> Option<u64> {
+        let all = self
+            .holders
+            .iter()
+            .all(|(pid, _)| self.exited.contains_key(pid));
+        all.then(|| self.exited.values().copied().max()).flatten()
+    }
+
+    /// The holder rows name: any one of them.
+    fn a_holder(&self) -> (u32, i32) {
+        self.holders.iter().next().copied().unwrap_or((0, -1))
+    }
+
+    /// A group the recorder found in the kernel (its making not read) at `boot_ns`.
+    fn found(id: u64, init: Option<(u32, u64)>, boot_ns: u64) -> Group {
+        Group {
+            id,
+            init,
+            made_seen: false,
+            seen_ns: boot_ns,
+            holders: BTreeSet::new(),
+            marks: BTreeMap::new(),
+            complete: false,
+            exited: HashMap::new(),
+        }
+    }
+}
+
 /// The marks a call's snapshot showed, waiting for the call's own record.
 struct Snapshot {
     enter_ns: u64,
@@ -107,6 +137,10 @@ pub struct KernelState {
     reread: HashSet<u64>,
     /// A scan is due now rather than at the next tick (a holder exited).
     scan_soon: bool,
+    /// Groups (address, id) the last scan no longer found while some holder's exit was not yet
+    /// read, and when it looked. An exit is in the ring before the kernel closes the process's files, so
+    /// by the next full drain it is known whether the group ended at an exit or by a close.
+    vanished: Vec<(u64, u64, u64)>,
     /// Holder pids first seen by the last scan, whose exits the probe should record.
     new_holders: Vec<u32>,
     filter: Box<dyn HolderFilter>,
@@ -244,6 +278,7 @@ impl KernelState {
             pending: Vec::new(),
             reread: HashSet::new(),
             scan_soon: false,
+            vanished: Vec::new(),
             new_holders: Vec::new(),
             filter,
             counts: StateCounts::default(),
@@ -296,16 +331,11 @@ impl KernelState {
             self.counts.fdinfo_reads += 1;
             self.groups.insert(
                 address,
-                Group {
+                Group::found(
                     id,
-                    init: info.map(|i| (i.flags, u64::from(i.event_flags))),
-                    made_seen: false,
-                    seen_ns: boot_ns,
-                    holders: BTreeSet::new(),
-                    marks: BTreeMap::new(),
-                    complete: false,
-                    exited: HashMap::new(),
-                },
+                    info.map(|i| (i.flags, u64::from(i.event_flags))),
+                    boot_ns,
+                ),
             );
             self.reread.insert(address);
         }
@@ -382,8 +412,9 @@ impl KernelState {
         } else if ev.ret >= 0 && ev.group != 0 {
             if self.groups.contains_key(&ev.group) {
                 // The address holds a new group, so the old one is gone (its release was
-                // not seen: no hook, and no scan in between).
-                self.end_group(ev.group, ev.enter_ns, ev.pid, -1, "address reused");
+                // not seen: no hook, and no scan in between): with its last holder's exit
+                // when every holder's exit was read, else by this call at the latest.
+                self.end_gone(ev.group, ev.enter_ns, "address reused");
             }
             let id = self.ids.created(ev.group, ev.enter_ns);
             let mut holders = BTreeSet::new();
@@ -403,6 +434,9 @@ impl KernelState {
             );
             facts.group_id = Some(id);
         }
+        if ev.ret >= 0 && ev.group != 0 {
+            self.fd_reused(ev.pid, fd, ev.group, ev.enter_ns);
+        }
         self.pending.push(Pending {
             row: Row::Call {
                 ev: *ev,
@@ -411,6 +445,31 @@ impl KernelState {
             },
             resolve: None,
         });
+    }
+
+    /// A new group took fd `fd` of `pid`: whatever group that fd held before was closed there
+    /// by then (tracepoint mode sees no close). Such a group lost that holder, and ended if it
+    /// was its last.
+    fn fd_reused(&mut self, pid: u32, fd: i32, new_group: u64, at: u64) {
+        let before: Vec<u64> = self
+            .groups
+            .iter()
+            .filter(|(address, g)| **address != new_group && g.holders.contains(&(pid, fd)))
+            .map(|(address, _)| *address)
+            .collect();
+        for address in before {
+            let Some(group) = self.groups.get_mut(&address) else {
+                continue;
+            };
+            group.holders.remove(&(pid, fd));
+            if group.holders.is_empty() {
+                self.end_group(address, at, pid, fd, "close");
+            } else {
+                let mut row = holder_row(pid, fd, at);
+                row.facts.object_source = Some("close");
+                self.state_row(RowKind::GroupReleased, row, address);
+            }
+        }
     }
 
     fn on_exit(&mut self, ev: &CallRecord) {
@@ -625,6 +684,7 @@ impl KernelState {
     /// compared with what is known. A group none of whose holders still has it open needs a
     /// scan to say whether it ended or went elsewhere.
     pub fn check_known(&mut self, boot_ns: u64) {
+        self.resolve_vanished();
         let groups: Vec<(u64, BTreeSet<(u32, i32)>)> = self
             .groups
             .iter()
@@ -649,6 +709,7 @@ impl KernelState {
     /// `read_all`, every group's fdinfo is read too (the periodic check); otherwise only the
     /// groups that need it.
     pub fn on_scan(&mut self, entries: &[ScanEntry], boot_ns: u64, read_all: bool) {
+        self.resolve_vanished();
         self.scan_soon = false;
         let mut seen: BTreeMap<u64, BTreeSet<(u32, i32)>> = BTreeMap::new();
         for e in entries {
@@ -671,15 +732,10 @@ impl KernelState {
                 continue;
             };
             // When every holder it had exited, it ended with the last of them.
-            let all_exited = group
-                .holders
-                .iter()
-                .all(|(pid, _)| group.exited.contains_key(pid));
-            let last_exit = group.exited.values().copied().max();
-            let (pid, fd) = group.holders.iter().next().copied().unwrap_or((0, -1));
-            match (all_exited, last_exit) {
-                (true, Some(at)) => self.end_group(address, at, pid, fd, "exit"),
-                _ => self.end_group(address, boot_ns, pid, fd, "scan"),
+            let (pid, fd) = group.a_holder();
+            match group.all_exited_at() {
+                Some(at) => self.end_group(address, at, pid, fd, "exit"),
+                None => self.vanished.push((address, group.id, boot_ns)),
             }
         }
         for (address, holders) in seen {
@@ -695,19 +751,7 @@ impl KernelState {
             if !known {
                 let (id, _) = self.ids.found(address);
                 self.counts.groups_found += 1;
-                self.groups.insert(
-                    address,
-                    Group {
-                        id,
-                        init: None,
-                        made_seen: false,
-                        seen_ns: boot_ns,
-                        holders: BTreeSet::new(),
-                        marks: BTreeMap::new(),
-                        complete: false,
-                        exited: HashMap::new(),
-                    },
-                );
+                self.groups.insert(address, Group::found(id, None, boot_ns));
             }
             if let Some((info, _, _)) = &info
                 && let Some(group) = self.groups.get_mut(&address)
@@ -726,6 +770,32 @@ impl KernelState {
         self.paths.release_mounts();
     }
 
+    /// Ends the groups the last scan no longer found, now that the ring has been drained since:
+    /// at the last holder's exit when every holder exited before the scan looked, else when the
+    /// scan looked (a close the probe cannot see in tracepoint mode). Called before the next
+    /// look at the kernel and when the recording ends.
+    pub fn resolve_vanished(&mut self) {
+        for (address, id, scan_ns) in std::mem::take(&mut self.vanished) {
+            // Gone already, or its address is another group's now (which ended it).
+            if self.groups.get(&address).is_some_and(|g| g.id == id) {
+                self.end_gone(address, scan_ns, "scan");
+            }
+        }
+    }
+
+    /// Ends a group known to be gone by `by_ns`: at its last holder's exit when every holder's
+    /// exit was read and came before, else at `by_ns`, learnt from `source`.
+    fn end_gone(&mut self, address: u64, by_ns: u64, source: &'static str) {
+        let Some(group) = self.groups.get(&address) else {
+            return;
+        };
+        let (pid, fd) = group.a_holder();
+        match group.all_exited_at() {
+            Some(at) if at <= by_ns => self.end_group(address, at, pid, fd, "exit"),
+            _ => self.end_group(address, by_ns, pid, fd, source),
+        }
+    }
+
     /// A known group all of whose holders exited, now at an address held only by processes
     /// that started after the last of them exited: none of those could have been handed the
     /// old group, so the kernel made a new one at the same address (its fanotify_init is still
@@ -734,18 +804,14 @@ impl KernelState {
         let Some(group) = self.groups.get(&address) else {
             return;
         };
-        let Some(last_exit) = group.exited.values().copied().max() else {
+        let Some(last_exit) = group.all_exited_at() else {
             return;
         };
-        let all_exited = group
-            .holders
-            .iter()
-            .all(|(pid, _)| group.exited.contains_key(pid));
         let all_later = holders
             .iter()
             .all(|(pid, _)| process_start_ns(*pid).is_some_and(|t| t > last_exit));
-        if all_exited && all_later {
-            let (pid, fd) = group.holders.iter().next().copied().unwrap_or((0, -1));
+        if all_later {
+            let (pid, fd) = group.a_holder();
             self.end_group(address, last_exit, pid, fd, "exit");
         }
     }

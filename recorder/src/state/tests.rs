@@ -185,6 +185,20 @@ fn a_flush_removes_its_type_and_a_no_op_changes_nothing() {
     );
 }
 
+/// When the settled rows say groups ended.
+fn group_ends(s: &mut KernelState) -> Vec<u64> {
+    s.settle()
+        .into_iter()
+        .filter_map(|r| match r {
+            Row::State {
+                kind: RowKind::GroupEnd,
+                row,
+            } => Some(row.boot_ns),
+            _ => None,
+        })
+        .collect()
+}
+
 #[test]
 fn a_group_found_by_a_scan_is_held_and_ends_with_its_last_holder() {
     let mut s = state();
@@ -221,17 +235,7 @@ fn a_group_found_by_a_scan_is_held_and_ends_with_its_last_holder() {
     s.on_item(&exit, b"");
     assert!(s.scan_due());
     s.on_scan(&[], 3_000, true);
-    let ends: Vec<_> = s
-        .settle()
-        .into_iter()
-        .filter_map(|r| match r {
-            Row::State {
-                kind: RowKind::GroupEnd,
-                row,
-            } => Some(row.boot_ns),
-            _ => None,
-        })
-        .collect();
+    let ends = group_ends(&mut s);
     assert_eq!(ends, [2_500], "ended at the last holder's exit");
 }
 
@@ -252,18 +256,69 @@ fn a_holder_whose_exit_was_recorded_ends_the_group_at_its_exit_though_a_scan_sti
     // after it still finds the fd.
     s.on_scan(&scan, 2_600, true);
     s.on_scan(&[], 3_000, true);
-    let ends: Vec<_> = s
-        .settle()
-        .into_iter()
-        .filter_map(|r| match r {
-            Row::State {
-                kind: RowKind::GroupEnd,
-                row,
-            } => Some(row.boot_ns),
-            _ => None,
-        })
-        .collect();
+    let ends = group_ends(&mut s);
     assert_eq!(ends, [2_500], "ended at the holder's exit, not at the scan");
+}
+
+#[test]
+fn a_group_a_scan_misses_before_its_holders_exit_is_read_ends_at_the_exit_or_at_the_scan() {
+    let held = [ScanEntry {
+        group: GROUP,
+        tgid: PID,
+        fd: FD as u32,
+    }];
+    // The exit was in the ring when the scan looked, but drained after it.
+    let mut s = state();
+    s.on_scan(&held, 1_000, true);
+    let _ = rows(&mut s);
+    s.on_scan(&[], 3_000, true);
+    assert!(
+        group_ends(&mut s).is_empty(),
+        "not ended before the ring is drained"
+    );
+    let mut exit = call(SYSCALL_EXIT, 2_500, 0, 0, 0);
+    exit.group = 0;
+    s.on_item(&exit, b"");
+    s.resolve_vanished();
+    assert_eq!(group_ends(&mut s), [2_500], "ended at the exit");
+    // No exit: closed, which tracepoint mode sees only at the scan.
+    let mut s = state();
+    s.on_scan(&held, 1_000, true);
+    let _ = rows(&mut s);
+    s.on_scan(&[], 3_000, true);
+    s.check_known(4_000);
+    assert_eq!(group_ends(&mut s), [3_000], "ended when the scan looked");
+}
+
+#[test]
+fn a_new_group_on_a_closed_groups_fd_ends_the_closed_one_by_then() {
+    let mut s = state();
+    made(&mut s);
+    marked(&mut s, 20, ADD | MOUNT, 0x20, &[mount(27, 0x20)]);
+    let _ = rows(&mut s);
+    // close(fd) is not seen in tracepoint mode; fanotify_init returning the same fd to the same
+    // process says it happened, before this call.
+    let mut again = call(SYSCALL_INIT, 5_000, 0, 0, i64::from(FD));
+    again.fanotify_fd = -1;
+    again.group = GROUP + 0x1000;
+    s.on_item(&again, b"");
+    assert_eq!(group_ends(&mut s), [5_000]);
+}
+
+#[test]
+fn a_dead_owners_group_at_an_address_a_new_group_takes_ended_at_the_exit() {
+    let mut s = state();
+    made(&mut s);
+    let _ = rows(&mut s);
+    let mut exit = call(SYSCALL_EXIT, 2_500, 0, 0, 0);
+    exit.group = 0;
+    s.on_item(&exit, b"");
+    // No scan in between: the next group the kernel makes is at the same address.
+    let mut other = call(SYSCALL_INIT, 5_000, 0, 0, 4);
+    other.pid = PID + 7;
+    other.fanotify_fd = -1;
+    s.on_item(&other, b"");
+    assert_eq!(group_ends(&mut s), [2_500]);
 }
 
 #[test]
