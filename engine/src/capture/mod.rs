@@ -11,9 +11,11 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::SystemTime;
 
+use anyhow::Context as _;
 use datafusion::parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use datafusion::parquet::file::metadata::ParquetMetaData;
 use fantrace_schema::metadata as keys;
+use futures::StreamExt as _;
 
 /// Why one input cannot be read. Each names the file and suggests what to do.
 #[derive(Debug, thiserror::Error)]
@@ -141,6 +143,9 @@ impl Segment {
 /// runs, and a capture of thousands of large segments must not keep them all. Below
 /// DataFusion's own metadata cache (50 MiB by default), which evicts what does not fit.
 pub const FOOTERS_KEPT_BYTES: usize = 32 * 1024 * 1024;
+
+/// How many segment files are open at once while their footers are read.
+const FOOTERS_AT_ONCE: usize = 8;
 
 /// What a command that queries captures checks beyond "a readable fantrace segment".
 #[derive(Debug, Clone, Copy)]
@@ -310,8 +315,18 @@ pub async fn load_all(args: &CaptureArgs, checks: Checks) -> anyhow::Result<Load
         for input in expand_globs(std::slice::from_ref(input))? {
             match segment_paths(std::slice::from_ref(&input)) {
                 Ok(paths) => {
-                    for path in paths {
-                        match checked(open_segment(&path), checks, args).await {
+                    // Footers are decoded a few at a time on the blocking pool (decoding is
+                    // most of the cost of a capture of many small segments), in order, with
+                    // a bounded number of files open.
+                    let mut opened = futures::stream::iter(
+                        paths
+                            .into_iter()
+                            .map(|path| tokio::task::spawn_blocking(move || open_segment(&path))),
+                    )
+                    .buffered(FOOTERS_AT_ONCE);
+                    while let Some(result) = opened.next().await {
+                        let result = result.context("a footer decoding task failed")?;
+                        match checked(result, checks, args).await {
                             Ok(seg) => keep(seg),
                             Err(e) => keep_or_fail(e)?,
                         }
