@@ -33,6 +33,18 @@ pub fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
+/// The bytes of hex digits written as [`hex`] writes them (either case); `None` for anything
+/// else.
+pub fn unhex(text: &str) -> Option<Vec<u8>> {
+    if !text.len().is_multiple_of(2) {
+        return None;
+    }
+    (0..text.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(text.get(i..i + 2)?, 16).ok())
+        .collect()
+}
+
 /// SHA-256 of everything `reader` yields, hex.
 pub fn sha256_of(mut reader: impl Read) -> std::io::Result<String> {
     let mut hasher = Sha256::new();

@@ -328,17 +328,7 @@ impl Pseudonymizer {
     }
 }
 
-pub use fantrace_schema::integrity::hex;
-
-pub fn unhex(text: &str) -> Option<Vec<u8>> {
-    if !text.len().is_multiple_of(2) {
-        return None;
-    }
-    (0..text.len())
-        .step_by(2)
-        .map(|i| u8::from_str_radix(text.get(i..i + 2)?, 16).ok())
-        .collect()
-}
+pub use fantrace_schema::integrity::{hex, unhex};
 
 /// Parses `comm,exe,...` or `all` into fields.
 pub fn parse_fields(list: &str) -> anyhow::Result<Vec<Field>> {

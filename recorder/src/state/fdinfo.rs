@@ -70,23 +70,15 @@ pub fn parse(text: &str) -> Option<GroupInfo> {
         group.marks.insert(key, state);
         if let (Some(kind), Some(bytes)) = (
             fields.get("fhandle-type"),
-            fields.get("f_handle").and_then(|h| decode_hex(h)),
+            fields
+                .get("f_handle")
+                .and_then(|h| fantrace_schema::integrity::unhex(h)),
         ) && let Ok(handle_type) = i32::from_str_radix(kind, 16)
         {
             group.handles.insert(key, Handle { handle_type, bytes });
         }
     }
     info
-}
-
-fn decode_hex(text: &str) -> Option<Vec<u8>> {
-    if !text.len().is_multiple_of(2) {
-        return None;
-    }
-    (0..text.len())
-        .step_by(2)
-        .map(|i| u8::from_str_radix(text.get(i..i + 2)?, 16).ok())
-        .collect()
 }
 
 /// Reads and parses `/proc/PID/fdinfo/FD`; `None` when the fd is gone or not a group.

@@ -185,6 +185,20 @@ fn a_flush_removes_its_type_and_a_no_op_changes_nothing() {
     );
 }
 
+/// What a scan finds while the test's process holds the test's group.
+const HELD: ScanEntry = ScanEntry {
+    group: GROUP,
+    tgid: PID,
+    fd: FD as u32,
+};
+
+/// The exit of the test's process, recorded at `at`.
+fn exited(s: &mut KernelState, at: u64) {
+    let mut exit = call(SYSCALL_EXIT, at, 0, 0, 0);
+    exit.group = 0;
+    s.on_item(&exit, b"");
+}
+
 /// When the settled rows say groups ended.
 fn group_ends(s: &mut KernelState) -> Vec<u64> {
     s.settle()
@@ -230,9 +244,7 @@ fn a_group_found_by_a_scan_is_held_and_ends_with_its_last_holder() {
         ["group_released"]
     );
     // The parent exits: the next scan no longer sees the group, which ended at the exit.
-    let mut exit = call(SYSCALL_EXIT, 2_500, 0, 0, 0);
-    exit.group = 0;
-    s.on_item(&exit, b"");
+    exited(&mut s, 2_500);
     assert!(s.scan_due());
     s.on_scan(&[], 3_000, true);
     let ends = group_ends(&mut s);
@@ -242,16 +254,10 @@ fn a_group_found_by_a_scan_is_held_and_ends_with_its_last_holder() {
 #[test]
 fn a_holder_whose_exit_was_recorded_ends_the_group_at_its_exit_though_a_scan_still_saw_it() {
     let mut s = state();
-    let scan = [ScanEntry {
-        group: GROUP,
-        tgid: PID,
-        fd: FD as u32,
-    }];
+    let scan = [HELD];
     s.on_scan(&scan, 1_000, true);
     let _ = rows(&mut s);
-    let mut exit = call(SYSCALL_EXIT, 2_500, 0, 0, 0);
-    exit.group = 0;
-    s.on_item(&exit, b"");
+    exited(&mut s, 2_500);
     // The exit tracepoint fires before the kernel closes the process's files: a scan right
     // after it still finds the fd.
     s.on_scan(&scan, 2_600, true);
@@ -262,11 +268,7 @@ fn a_holder_whose_exit_was_recorded_ends_the_group_at_its_exit_though_a_scan_sti
 
 #[test]
 fn a_group_a_scan_misses_before_its_holders_exit_is_read_ends_at_the_exit_or_at_the_scan() {
-    let held = [ScanEntry {
-        group: GROUP,
-        tgid: PID,
-        fd: FD as u32,
-    }];
+    let held = [HELD];
     // The exit was in the ring when the scan looked, but drained after it.
     let mut s = state();
     s.on_scan(&held, 1_000, true);
@@ -276,9 +278,7 @@ fn a_group_a_scan_misses_before_its_holders_exit_is_read_ends_at_the_exit_or_at_
         group_ends(&mut s).is_empty(),
         "not ended before the ring is drained"
     );
-    let mut exit = call(SYSCALL_EXIT, 2_500, 0, 0, 0);
-    exit.group = 0;
-    s.on_item(&exit, b"");
+    exited(&mut s, 2_500);
     s.resolve_vanished();
     assert_eq!(group_ends(&mut s), [2_500], "ended at the exit");
     // No exit: closed, which tracepoint mode sees only at the scan.
@@ -310,9 +310,7 @@ fn a_dead_owners_group_at_an_address_a_new_group_takes_ended_at_the_exit() {
     let mut s = state();
     made(&mut s);
     let _ = rows(&mut s);
-    let mut exit = call(SYSCALL_EXIT, 2_500, 0, 0, 0);
-    exit.group = 0;
-    s.on_item(&exit, b"");
+    exited(&mut s, 2_500);
     // No scan in between: the next group the kernel makes is at the same address.
     let mut other = call(SYSCALL_INIT, 5_000, 0, 0, 4);
     other.pid = PID + 7;
@@ -365,11 +363,7 @@ fn fdinfo_differences_are_mark_state_rows() {
 fn a_group_a_scan_found_before_its_init_was_read_keeps_its_one_id() {
     let mut s = state();
     // The scan runs between the kernel installing the new fd and the init's record arriving.
-    let scan = [ScanEntry {
-        group: GROUP,
-        tgid: PID,
-        fd: FD as u32,
-    }];
+    let scan = [HELD];
     s.on_scan(&scan, 1_000, true);
     made(&mut s);
     let got: Vec<(RowKind, Option<u64>)> = s
