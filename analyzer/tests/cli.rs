@@ -728,7 +728,7 @@ fn write_one_call_segment(path: &Path, k: u64) {
     let file = std::fs::File::create(path).unwrap();
     let mut w = ArrowWriter::try_new(file, batch.schema(), None).unwrap();
     w.write(&batch).unwrap();
-    let rfc3339 = rfc3339_ns(T0 + k as i64 * 1_000_000_000);
+    let rfc3339 = fantrace_engine::timespec::rfc3339(T0 + k as i64 * 1_000_000_000);
     for (key, v) in [
         (
             keys::SCHEMA_VERSION,
@@ -743,11 +743,6 @@ fn write_one_call_segment(path: &Path, k: u64) {
         w.append_key_value_metadata(KeyValue::new(key.to_string(), v));
     }
     w.close().unwrap();
-}
-
-/// RFC 3339 with nanoseconds, as the recorder writes `time_min`/`time_max`.
-fn rfc3339_ns(ns: i64) -> String {
-    chrono::DateTime::from_timestamp_nanos(ns).to_rfc3339_opts(chrono::SecondsFormat::Nanos, true)
 }
 
 /// Thousands of segments under a small open-file limit: every one is counted, and a time
@@ -783,8 +778,8 @@ fn many_segments_under_a_small_open_file_limit_and_windows_prune() {
     );
     assert!(stderr.contains("0 pruned"), "{stderr}");
     // Ten seconds: ten segments read, the rest never opened.
-    let from = rfc3339_ns(T0 + 100_000_000_000);
-    let to = rfc3339_ns(T0 + 109_000_000_000);
+    let from = fantrace_engine::timespec::rfc3339(T0 + 100_000_000_000);
+    let to = fantrace_engine::timespec::rfc3339(T0 + 109_000_000_000);
     let window = limited(&format!(
         "SELECT count(*) AS n FROM events WHERE time BETWEEN '{from}' AND '{to}'"
     ));

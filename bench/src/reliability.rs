@@ -7,6 +7,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, bail};
+use fantrace_tests::lifecycle::rfc3339;
 
 use crate::capture_cost::Bench;
 use crate::report::{Row, thousands};
@@ -125,10 +126,6 @@ impl Bench {
         }
         // One minute in the middle of the span.
         let from = synth::T0 + segments as i64 * ROTATE_NS / 2;
-        let rfc3339 = |ns: i64| {
-            chrono::DateTime::from_timestamp_nanos(ns)
-                .to_rfc3339_opts(chrono::SecondsFormat::Nanos, true)
-        };
         let window = format!(
             "time >= '{}' AND time < '{}'",
             rfc3339(from),

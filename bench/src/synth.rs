@@ -14,6 +14,7 @@ use fantrace_schema::layout::{ROW_GROUP_ROWS, writer_properties};
 use fantrace_schema::metadata as keys;
 use fantrace_schema::object::ObjectKey;
 use fantrace_schema::record::{CallRecord, PathStatus, SYSCALL_INIT, SYSCALL_MARK};
+use fantrace_tests::lifecycle::rfc3339;
 use parquet::arrow::ArrowWriter;
 
 #[derive(Args, Debug, Clone)]
@@ -286,10 +287,6 @@ pub fn run(args: &SynthArgs) -> anyhow::Result<()> {
         if !b.is_empty() {
             w.write(&b.finish()?)?;
         }
-        let rfc3339 = |ns: i64| {
-            chrono::DateTime::from_timestamp_nanos(ns)
-                .to_rfc3339_opts(chrono::SecondsFormat::Nanos, true)
-        };
         let meta: Vec<(String, String)> = [
             (
                 keys::SCHEMA_VERSION,

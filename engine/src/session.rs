@@ -9,20 +9,15 @@ use datafusion::datasource::MemTable;
 use datafusion::datasource::physical_plan::parquet::metadata::CachedParquetMetaData;
 use datafusion::execution::cache::cache_manager::CachedFileMetadataEntry;
 use datafusion::execution::runtime_env::RuntimeEnvBuilder;
-use datafusion::object_store;
 use datafusion::prelude::{ParquetReadOptions, SQLOptions, SessionConfig, SessionContext};
 use fantrace_schema::metadata as keys;
 use fantrace_schema::record::LossCause;
 
 use crate::capture::Segment;
-use crate::capture::table::{CaptureTable, Pruning};
+use crate::capture::table::{CaptureTable, Pruning, local_location, object_meta};
 
-/// Whether queries run in this process (not sent to a cluster).
-fn ctx_is_local(ctx: &SessionContext) -> bool {
-    ctx.state().config().get_extension::<Pruning>().is_some()
-}
-
-/// What the scans of this session's queries pruned so far (local sessions only).
+/// What the scans of this session's queries pruned so far; `None` for a session whose queries
+/// run on a cluster.
 pub fn pruning(ctx: &SessionContext) -> Option<Arc<Pruning>> {
     ctx.state().config().get_extension::<Pruning>()
 }
@@ -199,23 +194,17 @@ async fn calls_frame(
     // From version 4 on every column has its current type; version 5 added row kinds and
     // version 6 columns, which segments of one version read alike. Segments of several
     // versions are read with the current schema (missing columns are NULL).
-    let older = |s: &Segment| s.schema_version < 4;
     let versions: std::collections::BTreeSet<u32> =
         segments.iter().map(|s| s.schema_version).collect();
     let with_origin = |s: &&Segment| s.schema_version >= 4;
-    let current: Vec<Segment> = segments.iter().filter(with_origin).cloned().collect();
+    let current: Vec<&Segment> = segments.iter().filter(with_origin).collect();
     // Local segments are handed to the engine directly (no listing, one open file per
     // partition, pruned by time); a cluster's executors and object stores take the listing
     // path, which they plan and read themselves.
     let local =
-        !current.is_empty() && ctx_is_local(ctx) && current.iter().all(|s| s.object.is_none());
+        pruning(ctx).filter(|_| !current.is_empty() && current.iter().all(|s| s.object.is_none()));
     let mut frames = Vec::new();
-    if local {
-        let pruning = ctx
-            .state()
-            .config()
-            .get_extension::<Pruning>()
-            .unwrap_or_default();
+    if let Some(pruning) = local {
         let table = CaptureTable::new(&current, Arc::new(table_schema.clone()), pruning);
         if table.covers(&current) {
             frames.push(
@@ -225,8 +214,8 @@ async fn calls_frame(
         }
     }
     if frames.is_empty() && !current.is_empty() {
-        let paths: Vec<String> = current.iter().map(path).collect();
-        let options = if !segments.iter().any(older) && versions.len() <= 1 {
+        let paths: Vec<String> = current.iter().map(|s| path(s)).collect();
+        let options = if current.len() == segments.len() && versions.len() <= 1 {
             ParquetReadOptions::default()
         } else {
             ParquetReadOptions::default().schema(&table_schema)
@@ -269,9 +258,6 @@ async fn calls_frame(
     }
     let mut frames = frames.into_iter();
     let first = frames.next().context("no segment to read")?;
-    if frames.len() == 0 {
-        return Ok(first);
-    }
     frames
         .try_fold(first, |acc, f| acc.union(f))
         .context("putting segments of several schema versions together")
@@ -289,23 +275,12 @@ fn share_footers(ctx: &SessionContext, segments: &[Segment]) {
         };
         let location = match &segment.object {
             Some(object) => object.key.clone(),
-            None => {
-                let Ok(absolute) = std::path::absolute(&segment.path) else {
-                    continue;
-                };
-                let Ok(location) = object_store::path::Path::from_absolute_path(&absolute) else {
-                    continue;
-                };
-                location
-            }
+            None => match local_location(&segment.path) {
+                Some(location) => location,
+                None => continue,
+            },
         };
-        let meta = object_store::ObjectMeta {
-            location: location.clone(),
-            last_modified: footer.modified.into(),
-            size: footer.size,
-            e_tag: None,
-            version: None,
-        };
+        let meta = object_meta(location.clone(), footer.size, footer.modified);
         let cached = CachedParquetMetaData::new(Arc::clone(&footer.metadata));
         cache.put(
             &location,

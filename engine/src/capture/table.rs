@@ -76,14 +76,12 @@ pub struct CaptureTable {
 impl CaptureTable {
     /// The table over `segments` (local files, already checked), typed as `schema`: a segment
     /// of an older version reads its missing columns as NULL.
-    pub fn new(segments: &[Segment], schema: SchemaRef, pruning: Arc<Pruning>) -> CaptureTable {
+    pub fn new(segments: &[&Segment], schema: SchemaRef, pruning: Arc<Pruning>) -> CaptureTable {
         let files = segments
             .iter()
             .filter_map(|s| {
-                let absolute = std::path::absolute(&s.path).ok()?;
-                let location = object_store::path::Path::from_absolute_path(&absolute).ok()?;
                 Some(File {
-                    location,
+                    location: local_location(&s.path)?,
                     known: s.footer.as_ref().map(|f| (f.size, f.modified)),
                     path: s.path.clone(),
                     times: time_range(s),
@@ -99,8 +97,29 @@ impl CaptureTable {
 
     /// Whether every segment could be named to the local store (a path that is not valid
     /// UTF-8 cannot be, and is read through the listing path instead).
-    pub fn covers(&self, segments: &[Segment]) -> bool {
+    pub fn covers(&self, segments: &[&Segment]) -> bool {
         self.files.len() == segments.len()
+    }
+}
+
+/// Where the local object store finds the file at `path`; `None` for a path it cannot name.
+pub fn local_location(path: &std::path::Path) -> Option<object_store::path::Path> {
+    let absolute = std::path::absolute(path).ok()?;
+    object_store::path::Path::from_absolute_path(&absolute).ok()
+}
+
+/// A file's identity as DataFusion's footer cache checks it: where, how large, when changed.
+pub fn object_meta(
+    location: object_store::path::Path,
+    size: u64,
+    modified: SystemTime,
+) -> object_store::ObjectMeta {
+    object_store::ObjectMeta {
+        location,
+        last_modified: modified.into(),
+        size,
+        e_tag: None,
+        version: None,
     }
 }
 
@@ -221,13 +240,11 @@ impl TableProvider for CaptureTable {
                     (stat.len(), stat.modified()?)
                 }
             };
-            files.push(PartitionedFile::new_from_meta(object_store::ObjectMeta {
-                location: file.location.clone(),
-                last_modified: modified.into(),
+            files.push(PartitionedFile::new_from_meta(object_meta(
+                file.location.clone(),
                 size,
-                e_tag: None,
-                version: None,
-            }));
+                modified,
+            )));
         }
         self.pruning.scans.fetch_add(1, Ordering::Relaxed);
         self.pruning

@@ -138,8 +138,9 @@ pub struct KernelState {
     /// A scan is due now rather than at the next tick (a holder exited).
     scan_soon: bool,
     /// Groups (address, id) the last scan no longer found while some holder's exit was not yet
-    /// read, and when it looked. An exit is in the ring before the kernel closes the process's files, so
-    /// by the next full drain it is known whether the group ended at an exit or by a close.
+    /// read, and when it looked. An exit is in the ring before the kernel closes the process's
+    /// files, so by the next full drain it is known whether the group ended at an exit or by a
+    /// close.
     vanished: Vec<(u64, u64, u64)>,
     /// Holder pids first seen by the last scan, whose exits the probe should record.
     new_holders: Vec<u32>,

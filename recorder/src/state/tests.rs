@@ -101,10 +101,15 @@ fn key(ino: u64) -> Option<String> {
     Some(ObjectKey::Inode { dev: DEV, ino }.to_string())
 }
 
-fn made(s: &mut KernelState) {
-    let mut init = call(SYSCALL_INIT, 10, 0, 0, i64::from(FD));
+/// A successful fanotify_init of the test's process at `at`, returning `fd`.
+fn init_call(at: u64, fd: i32) -> CallRecord {
+    let mut init = call(SYSCALL_INIT, at, 0, 0, i64::from(fd));
     init.fanotify_fd = -1;
-    s.on_item(&init, b"");
+    init
+}
+
+fn made(s: &mut KernelState) {
+    s.on_item(&init_call(10, FD), b"");
 }
 
 #[test]
@@ -298,8 +303,7 @@ fn a_new_group_on_a_closed_groups_fd_ends_the_closed_one_by_then() {
     let _ = rows(&mut s);
     // close(fd) is not seen in tracepoint mode; fanotify_init returning the same fd to the same
     // process says it happened, before this call.
-    let mut again = call(SYSCALL_INIT, 5_000, 0, 0, i64::from(FD));
-    again.fanotify_fd = -1;
+    let mut again = init_call(5_000, FD);
     again.group = GROUP + 0x1000;
     s.on_item(&again, b"");
     assert_eq!(group_ends(&mut s), [5_000]);
@@ -312,9 +316,8 @@ fn a_dead_owners_group_at_an_address_a_new_group_takes_ended_at_the_exit() {
     let _ = rows(&mut s);
     exited(&mut s, 2_500);
     // No scan in between: the next group the kernel makes is at the same address.
-    let mut other = call(SYSCALL_INIT, 5_000, 0, 0, 4);
+    let mut other = init_call(5_000, 4);
     other.pid = PID + 7;
-    other.fanotify_fd = -1;
     s.on_item(&other, b"");
     assert_eq!(group_ends(&mut s), [2_500]);
 }
@@ -393,9 +396,7 @@ fn a_closed_groups_address_and_fd_reused_by_a_new_group_is_another_group() {
     made(&mut s);
     marked(&mut s, 100, ADD | MOUNT, 0x20, &[mount(0x1b, 0x20)]);
     // fd 3 closed, and fanotify_init gives fd 3 again at the same kernel address.
-    let mut again = call(SYSCALL_INIT, 200, 0, 0, i64::from(FD));
-    again.fanotify_fd = -1;
-    s.on_item(&again, b"");
+    s.on_item(&init_call(200, FD), b"");
     marked(&mut s, 300, ADD, 0x1, &[inode(7, 0x1)]);
     let rows = s.settle();
     let ids: Vec<(String, Option<u64>)> = rows
