@@ -103,7 +103,7 @@ impl Bench {
     pub fn many_segments(&self, segments: u64) -> anyhow::Result<Vec<Row>> {
         const ROTATE_NS: i64 = 300_000_000_000;
         let dir = self.work.join(format!(
-            "segments{segments}-v{}r",
+            "segments{segments}-v{}i",
             fantrace_schema::metadata::CURRENT_SCHEMA_VERSION
         ));
         let done = dir.join(".complete");

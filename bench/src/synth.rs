@@ -331,6 +331,8 @@ pub fn run(args: &SynthArgs) -> anyhow::Result<()> {
         .collect();
         let sealed = seal_and_close(w, &seal, meta, |_| Vec::new())
             .with_context(|| format!("closing {}", path.display()))?;
+        // Indexed as the recorder indexes what it finishes.
+        fantrace_schema::index::add(&path)?;
         *chain_seq += 1;
         *prev = sealed.file_sha256;
         if segments <= 1000 || seq % 1000 == 0 {

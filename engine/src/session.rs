@@ -3,15 +3,13 @@
 use std::sync::Arc;
 
 use anyhow::Context as _;
-use arrow::array::{ArrayRef, RecordBatch, StringArray, UInt64Array};
+use arrow::array::RecordBatch;
 use arrow::datatypes::{DataType, Field, Schema};
-use datafusion::datasource::MemTable;
 use datafusion::datasource::physical_plan::parquet::metadata::CachedParquetMetaData;
 use datafusion::execution::cache::cache_manager::CachedFileMetadataEntry;
 use datafusion::execution::runtime_env::RuntimeEnvBuilder;
 use datafusion::prelude::{ParquetReadOptions, SQLOptions, SessionConfig, SessionContext};
 use fantrace_schema::metadata as keys;
-use fantrace_schema::record::LossCause;
 
 use crate::capture::Segment;
 use crate::capture::table::{CaptureTable, Pruning, local_location, object_meta};
@@ -125,7 +123,7 @@ pub async fn open(segments: &[Segment], opts: &SessionOptions) -> anyhow::Result
     crate::sql::functions::register(&ctx);
     crate::sql::bounded_functions::register(&ctx, opts.memory_limit);
     share_footers(&ctx, segments);
-    let calls = calls_frame(&ctx, segments).await?;
+    let calls = calls_frame(&ctx, segments, opts.memory_limit).await?;
     // The segments hold both syscalls; `events` and `inits` are the views people query.
     ctx.register_table("calls", calls.into_view())
         .context("registering table calls")?;
@@ -143,17 +141,16 @@ pub async fn open(segments: &[Segment], opts: &SessionOptions) -> anyhow::Result
     }
     let marks_at = crate::marks::MarksAt::new(&ctx, model).await?;
     ctx.register_udtf("marks_at", Arc::new(marks_at));
-    let stats = stats_table(segments)?;
     let registered = if opts.cluster.is_some() {
         // A cluster is sent plans, and an in-memory table is not something a plan can carry:
         // the rows go as a VALUES list instead.
+        let stats = crate::sql::stats::batch(&crate::capture::complete(segments).await?)?;
         let view = crate::cluster::values_view(&ctx, &stats)?;
         ctx.register_table("stats", view)
     } else {
-        let schema = stats.schema();
         ctx.register_table(
             "stats",
-            Arc::new(MemTable::try_new(schema, vec![vec![stats]])?),
+            Arc::new(crate::sql::stats::StatsTable::new(segments)),
         )
     };
     registered.context("registering table stats")?;
@@ -187,6 +184,7 @@ pub fn mark_model(segments: &[Segment]) -> crate::marks::Model {
 async fn calls_frame(
     ctx: &SessionContext,
     segments: &[Segment],
+    memory_limit: usize,
 ) -> anyhow::Result<datafusion::dataframe::DataFrame> {
     use datafusion::logical_expr::{ExprSchemable as _, cast, lit};
     let path = |s: &Segment| s.path.to_string_lossy().into_owned();
@@ -204,14 +202,19 @@ async fn calls_frame(
     let local =
         pruning(ctx).filter(|_| !current.is_empty() && current.iter().all(|s| s.object.is_none()));
     let mut frames = Vec::new();
-    if let Some(pruning) = local {
-        let table = CaptureTable::new(&current, Arc::new(table_schema.clone()), pruning);
-        if table.covers(&current) {
-            frames.push(
-                ctx.read_table(Arc::new(table))
-                    .context("opening the capture segments")?,
-            );
-        }
+    if let Some(pruning) = local
+        && CaptureTable::covers(&current)
+    {
+        let table = CaptureTable::new(
+            &current,
+            Arc::new(table_schema.clone()),
+            pruning,
+            crate::capture::Checks::for_queries(memory_limit),
+        );
+        frames.push(
+            ctx.read_table(Arc::new(table))
+                .context("opening the capture segments")?,
+        );
     }
     if frames.is_empty() && !current.is_empty() {
         let paths: Vec<String> = current.iter().map(|s| path(s)).collect();
@@ -345,85 +348,3 @@ pub const EXITS_COLUMNS: &str = "time, pid, tid, comm, ppid, uid, gid, cgroup_id
 static EXITS_VIEW: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
     format!("CREATE VIEW exits AS SELECT {EXITS_COLUMNS} FROM calls WHERE syscall = 'process_exit'")
 });
-
-/// One row per segment: where it came from, its time span and what it holds or lost.
-fn stats_table(segments: &[Segment]) -> anyhow::Result<RecordBatch> {
-    let text = |key: &str| -> ArrayRef {
-        Arc::new(StringArray::from_iter(
-            segments.iter().map(|s| s.meta(key).map(str::to_string)),
-        ))
-    };
-    let number = |key: &str| -> ArrayRef {
-        Arc::new(UInt64Array::from_iter(
-            segments.iter().map(|s| s.meta_u64(key)),
-        ))
-    };
-    let mut fields = vec![
-        Field::new("segment", DataType::Utf8, false),
-        Field::new("hostname", DataType::Utf8, true),
-        Field::new("kernel_release", DataType::Utf8, true),
-        Field::new("boot_id", DataType::Utf8, true),
-        Field::new("segment_start", DataType::Utf8, true),
-        Field::new("segment_end", DataType::Utf8, true),
-        Field::new("events_written", DataType::UInt64, true),
-        Field::new("events_lost", DataType::UInt64, true),
-    ];
-    let mut columns: Vec<ArrayRef> = vec![
-        Arc::new(StringArray::from_iter_values(
-            segments
-                .iter()
-                .map(|s| s.path.to_string_lossy().into_owned()),
-        )),
-        text(keys::HOSTNAME),
-        text(keys::KERNEL_RELEASE),
-        text(keys::BOOT_ID),
-        text(keys::SEGMENT_START),
-        text(keys::SEGMENT_END),
-        number(keys::EVENTS_WRITTEN),
-        number(keys::EVENTS_LOST),
-    ];
-    for cause in LossCause::ALL {
-        fields.push(Field::new(
-            format!("lost_{}", cause.name()),
-            DataType::UInt64,
-            true,
-        ));
-        columns.push(number(&format!(
-            "{}{}",
-            keys::EVENTS_LOST_PREFIX,
-            cause.name()
-        )));
-    }
-    fields.push(Field::new("lost_disk_full", DataType::UInt64, true));
-    columns.push(number(keys::EVENTS_LOST_DISK_FULL));
-    fields.push(Field::new("stop_reason", DataType::Utf8, true));
-    columns.push(text(keys::STOP_REASON));
-    fields.push(Field::new("recorder_version", DataType::Utf8, true));
-    columns.push(text(keys::RECORDER_VERSION));
-    fields.push(Field::new("segment_seq", DataType::UInt64, true));
-    columns.push(number(keys::SEGMENT_SEQ));
-    for (name, key) in [
-        ("upload_backlog_segments", keys::UPLOAD_BACKLOG_SEGMENTS),
-        ("upload_backlog_bytes", keys::UPLOAD_BACKLOG_BYTES),
-    ] {
-        fields.push(Field::new(name, DataType::UInt64, true));
-        columns.push(number(key));
-    }
-    for (name, key) in [
-        ("time_min", keys::TIME_MIN),
-        ("time_max", keys::TIME_MAX),
-        ("recording_id", keys::RECORDING_ID),
-        ("data_sha256", keys::DATA_SHA256),
-        ("attach_mode", keys::ATTACH_MODE),
-        ("attach_reason", keys::ATTACH_REASON),
-        ("attach_points", keys::ATTACH_POINTS),
-        ("ia32_covered", keys::IA32_COVERED),
-    ] {
-        fields.push(Field::new(name, DataType::Utf8, true));
-        columns.push(text(key));
-    }
-    fields.push(Field::new("schema_version", DataType::UInt64, true));
-    columns.push(number(keys::SCHEMA_VERSION));
-    let schema = Arc::new(Schema::new(fields));
-    Ok(RecordBatch::try_new(schema, columns)?)
-}

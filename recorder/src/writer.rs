@@ -439,6 +439,11 @@ impl Writer {
         self.seq += 1;
         self.prev_sha256 = finished.sealed.file_sha256;
         let path = finished.path;
+        // The index lets a query skip this segment without opening it. A segment without its
+        // line is still read (by its footer, only slower), so a failure here is not fatal.
+        if let Err(e) = fantrace_schema::index::add(&path) {
+            tracing::warn!("segment index not updated: {e}; queries open this segment instead");
+        }
         if let Some(wake) = &self.cfg.upload_wake {
             // The uploader may be gone (it gave up with an error it logged); the segment then
             // waits here for the next run.
@@ -450,6 +455,13 @@ impl Writer {
         self.summary.bytes += finished.sealed.file_bytes;
         self.summary.rows += rows;
         self.summary.segments += 1;
+        if self.summary.segments.is_multiple_of(INDEX_COMPACT_EVERY) {
+            // Lines of segments removed since (--keep, uploads) are dropped now and then, so
+            // the index grows with what the directory holds, not with what it ever held.
+            if let Err(e) = fantrace_schema::index::compact(&self.cfg.dir) {
+                tracing::warn!("segment index not compacted: {e}");
+            }
+        }
         let progress = &self.cfg.progress;
         progress
             .bytes
@@ -491,6 +503,10 @@ impl Writer {
         Ok(())
     }
 }
+
+/// Segments closed between two compactions of the segment index (about 17 hours at the
+/// default rotation): each reads the index and checks each line's segment is still there.
+const INDEX_COMPACT_EVERY: u64 = 1024;
 
 /// Rows newer than this (by entry time) than the newest row seen are held back from the
 /// Parquet writer and merged with the next batch: records arrive in exit order, so a call still

@@ -54,6 +54,23 @@ fn rotation_by_interval_keeps_the_newest_segments_each_complete() {
         let mode = std::fs::metadata(seg).unwrap().permissions().mode() & 0o777;
         assert_eq!(mode, 0o600, "{}", seg.display());
     }
+    // Each finished segment has its line in the index, describing the file as it is.
+    let index = fantrace_schema::index::read(&capture).unwrap();
+    for seg in &done {
+        let name = seg.file_name().unwrap().to_string_lossy();
+        let line = index
+            .get(name.as_ref())
+            .unwrap_or_else(|| panic!("{name}: no index line"));
+        let stat = std::fs::metadata(seg).unwrap();
+        assert!(line.matches(&stat), "{name}: {line:?} vs {stat:?}");
+        assert_eq!(
+            line.schema_version,
+            fantrace_schema::metadata::CURRENT_SCHEMA_VERSION
+        );
+    }
+    let index_file = capture.join(fantrace_schema::index::FILE_NAME);
+    let mode = std::fs::metadata(&index_file).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600);
     let stats = query_json(&capture, "SELECT stop_reason FROM stats ORDER BY segment");
     let reasons: Vec<&str> = stats
         .iter()

@@ -100,15 +100,39 @@ pub enum CaptureError {
 pub struct Segment {
     pub path: PathBuf,
     pub schema_version: u32,
-    pub metadata: HashMap<String, String>,
+    /// Shared: the session's tables keep the segments too.
+    pub metadata: Arc<fantrace_schema::index::Metadata>,
     /// `None` once the capture's footers passed [`FOOTERS_KEPT_BYTES`].
     pub footer: Option<Footer>,
     /// What its largest row group decodes to, by its footer: the memory one scan of it takes.
     pub largest_row_group: RowGroupSize,
-    /// Whether its metadata and row counts match its seal; `None` for an unsealed segment.
+    /// Whether its metadata and row counts match its seal; `None` for an unsealed segment, and
+    /// for one known by its index line (see `indexed`).
     pub seal_intact: Option<bool>,
+    /// Known by its line in the capture directory's index, not yet opened: `metadata` holds
+    /// only the indexed keys, and the file is checked against the line before it is read
+    /// (opened and its seal checked when it changed); [`complete`] reads the whole footer.
+    pub indexed: Option<Indexed>,
     /// Where it is when it is not a local file (`path` then holds its URL).
     pub object: Option<crate::capture::remote::RemoteObject>,
+}
+
+/// The file an index line describes: it is that file while its inode, size and modification
+/// time are these.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Indexed {
+    pub ino: u64,
+    pub size: u64,
+    pub mtime_ns: i64,
+}
+
+impl Indexed {
+    pub fn matches(&self, stat: &std::fs::Metadata) -> bool {
+        use std::os::unix::fs::MetadataExt as _;
+        stat.ino() == self.ino
+            && stat.len() == self.size
+            && fantrace_schema::index::mtime_ns(stat) == self.mtime_ns
+    }
 }
 
 #[derive(Debug, Clone, Copy, Default)]
@@ -152,6 +176,9 @@ const FOOTERS_AT_ONCE: usize = 8;
 pub struct Checks {
     /// Refuse segments whose metadata does not match their seal.
     pub seal: bool,
+    /// Take what the capture directories' indexes say of their segments instead of opening
+    /// each (not with `--verify-data`, which reads every file anyway).
+    pub index: bool,
     /// The query memory limit: a segment whose row group decodes to more than a quarter of it
     /// is refused (decoded batches are not counted by the engine's memory pool, and two
     /// partitions decode at once).
@@ -162,11 +189,12 @@ impl Checks {
     pub fn for_queries(memory_limit: usize) -> Checks {
         Checks {
             seal: true,
+            index: true,
             memory_limit: Some(memory_limit as u64),
         }
     }
 
-    fn check(&self, segment: &Segment) -> Result<(), CaptureError> {
+    pub fn check(&self, segment: &Segment) -> Result<(), CaptureError> {
         if self.seal && segment.seal_intact == Some(false) {
             return Err(CaptureError::SealBroken {
                 path: segment.path.clone(),
@@ -236,35 +264,46 @@ pub async fn load(args: &CaptureArgs, checks: Checks) -> anyhow::Result<Loaded> 
 
 /// What makes two files the same segment: for a sealed one, its recording, place in it and
 /// data digest; for an older one, the file itself.
-fn identity(segment: &Segment) -> String {
+#[derive(PartialEq, Eq, Hash)]
+enum Identity<'a> {
+    Sealed(&'a str, &'a str, &'a str),
+    File(PathBuf),
+}
+
+fn identity(segment: &Segment) -> Identity<'_> {
     match (
         segment.meta(keys::RECORDING_ID),
         segment.meta(keys::SEGMENT_SEQ),
         segment.meta(keys::DATA_SHA256),
     ) {
-        (Some(r), Some(s), Some(d)) => format!("{r}/{s}/{d}"),
-        _ => std::fs::canonicalize(&segment.path)
-            .unwrap_or_else(|_| segment.path.clone())
-            .to_string_lossy()
-            .into_owned(),
+        (Some(r), Some(s), Some(d)) => Identity::Sealed(r, s, d),
+        _ => Identity::File(
+            std::fs::canonicalize(&segment.path).unwrap_or_else(|_| segment.path.clone()),
+        ),
     }
 }
 
 /// Keeps the first of each identity, calling `dropped` for every other.
 pub fn dedupe(segments: Vec<Segment>, mut dropped: impl FnMut(&Segment, &Segment)) -> Vec<Segment> {
-    let mut seen: HashMap<String, usize> = HashMap::new();
-    let mut out: Vec<Segment> = Vec::with_capacity(segments.len());
-    for segment in segments {
-        let id = identity(&segment);
-        match seen.get(&id) {
-            Some(&i) => dropped(&segment, &out[i]),
-            None => {
-                seen.insert(id, out.len());
-                out.push(segment);
+    let mut seen: HashMap<Identity<'_>, usize> = HashMap::with_capacity(segments.len());
+    let mut keep = vec![true; segments.len()];
+    for (i, segment) in segments.iter().enumerate() {
+        match seen.entry(identity(segment)) {
+            std::collections::hash_map::Entry::Occupied(first) => {
+                dropped(segment, &segments[*first.get()]);
+                keep[i] = false;
+            }
+            std::collections::hash_map::Entry::Vacant(slot) => {
+                slot.insert(i);
             }
         }
     }
-    out
+    drop(seen);
+    let mut keep = keep.into_iter();
+    segments
+        .into_iter()
+        .filter(|_| keep.next().unwrap_or(true))
+        .collect()
 }
 
 /// Like [`load`], but keeps every copy: `verify` must see them.
@@ -312,17 +351,25 @@ pub async fn load_all(args: &CaptureArgs, checks: Checks) -> anyhow::Result<Load
             }
             continue;
         }
+        let mut indexes = Indexes::default();
         for input in expand_globs(std::slice::from_ref(input))? {
             match segment_paths(std::slice::from_ref(&input)) {
-                Ok(paths) => {
-                    // Footers are decoded a few at a time on the blocking pool (decoding is
-                    // most of the cost of a capture of many small segments), in order, with
-                    // a bounded number of files open.
-                    let mut opened = futures::stream::iter(
-                        paths
-                            .into_iter()
-                            .map(|path| tokio::task::spawn_blocking(move || open_segment(&path))),
-                    )
+                Ok(listed) => {
+                    // A segment its directory's index describes is taken from its line; the
+                    // others' footers are decoded a few at a time on the blocking pool
+                    // (decoding is most of the cost of a capture of many small segments), in
+                    // order, with a bounded number of files open.
+                    let use_index = checks.index && !args.verify_data;
+                    let mut opened = futures::stream::iter(listed.into_iter().map(|listed| {
+                        match use_index.then(|| indexes.segment(&listed)).flatten() {
+                            Some(segment) => futures::future::Either::Left(futures::future::ready(
+                                Ok(Ok(segment)),
+                            )),
+                            None => futures::future::Either::Right(tokio::task::spawn_blocking(
+                                move || open_segment(&listed.path),
+                            )),
+                        }
+                    }))
                     .buffered(FOOTERS_AT_ONCE);
                     while let Some(result) = opened.next().await {
                         let result = result.context("a footer decoding task failed")?;
@@ -446,9 +493,117 @@ async fn verify_data(segment: &Segment) -> Result<(), CaptureError> {
     }
 }
 
+/// A segment file found in the inputs.
+#[derive(Debug, Clone)]
+pub struct Listed {
+    pub path: PathBuf,
+    /// Its inode, when its directory's listing said (free there, a `stat` otherwise).
+    pub ino: Option<u64>,
+}
+
+/// The index of each directory segments were listed in, read once.
+#[derive(Default)]
+struct Indexes {
+    /// The index of the directory of the last lookup (listings come a directory at a time).
+    current: Option<(PathBuf, HashMap<String, fantrace_schema::index::Entry>)>,
+    others: HashMap<PathBuf, HashMap<String, fantrace_schema::index::Entry>>,
+}
+
+impl Indexes {
+    /// The segment as its directory's index describes it, if the line is of this very file
+    /// (same inode: a segment replaced under the same name is opened instead).
+    fn segment(&mut self, listed: &Listed) -> Option<Segment> {
+        use std::os::unix::fs::MetadataExt as _;
+        let dir = listed.path.parent()?;
+        if self.current.as_ref().is_none_or(|(d, _)| d != dir) {
+            if let Some((d, index)) = self.current.take() {
+                self.others.insert(d, index);
+            }
+            let index = self.others.remove(dir).unwrap_or_else(|| {
+                fantrace_schema::index::read(dir).unwrap_or_else(|e| {
+                    eprintln!(
+                        "fantrace-analyzer: warning: {e}; its segments are opened one by one \
+                         instead (slower on a large capture)"
+                    );
+                    HashMap::new()
+                })
+            });
+            self.current = Some((dir.to_path_buf(), index));
+        }
+        let (_, index) = self.current.as_mut()?;
+        if index.is_empty() {
+            return None;
+        }
+        let name = listed.path.file_name()?.to_str()?;
+        let ino = match listed.ino {
+            Some(ino) => ino,
+            None => std::fs::metadata(&listed.path).ok()?.ino(),
+        };
+        if index.get(name)?.ino != ino {
+            return None;
+        }
+        // Taken, not copied: a file listed twice is opened the second time (and then left
+        // out as the same segment).
+        let entry = index.remove(name)?;
+        Some(Segment::from_index(listed.path.clone(), entry))
+    }
+}
+
+impl Segment {
+    /// A segment known by its index line, not opened (see [`Segment::indexed`]).
+    pub fn from_index(path: PathBuf, entry: fantrace_schema::index::Entry) -> Segment {
+        let mut metadata = entry.metadata;
+        metadata.insert(
+            keys::SCHEMA_VERSION.into(),
+            entry.schema_version.to_string(),
+        );
+        let (rows, bytes) = entry.largest_row_group;
+        Segment {
+            path,
+            schema_version: entry.schema_version,
+            metadata: Arc::new(metadata),
+            footer: None,
+            largest_row_group: RowGroupSize { rows, bytes },
+            seal_intact: None,
+            indexed: Some(Indexed {
+                ino: entry.ino,
+                size: entry.size,
+                mtime_ns: entry.mtime_ns,
+            }),
+            object: None,
+        }
+    }
+}
+
+/// The segments with every metadata key: those known by their index line are opened (a few
+/// at a time). For the commands that show or copy all of a segment's metadata.
+pub async fn complete(segments: &[Segment]) -> Result<Vec<Segment>, CaptureError> {
+    let mut opened = futures::stream::iter(segments.iter().cloned().map(|segment| async move {
+        if segment.indexed.is_none() {
+            return Ok(segment);
+        }
+        let path = segment.path.clone();
+        tokio::task::spawn_blocking(move || open_segment(&path))
+            .await
+            .unwrap_or_else(|e| {
+                Err(CaptureError::NotParquet {
+                    path: segment.path,
+                    reason: format!("decoding its footer failed: {e}"),
+                })
+            })
+    }))
+    .buffered(FOOTERS_AT_ONCE);
+    let mut out = Vec::with_capacity(segments.len());
+    while let Some(segment) = opened.next().await {
+        out.push(segment?);
+    }
+    Ok(out)
+}
+
 /// Expands each input (a segment file or a capture directory) into its segment files, sorted
 /// by name. Temporary files of a segment still being written (`.name.tmp`) are never taken.
-pub fn segment_paths(inputs: &[PathBuf]) -> Result<Vec<PathBuf>, CaptureError> {
+pub fn segment_paths(inputs: &[PathBuf]) -> Result<Vec<Listed>, CaptureError> {
+    use std::os::unix::fs::DirEntryExt as _;
     let mut out = Vec::new();
     for input in inputs {
         let meta = std::fs::metadata(input).map_err(|cause| CaptureError::Io {
@@ -469,7 +624,10 @@ pub fn segment_paths(inputs: &[PathBuf]) -> Result<Vec<PathBuf>, CaptureError> {
                 let name = entry.file_name();
                 let name = name.to_string_lossy();
                 if name.ends_with(".parquet") && !name.starts_with('.') {
-                    found.push(entry.path());
+                    found.push(Listed {
+                        path: entry.path(),
+                        ino: Some(entry.ino()),
+                    });
                 }
             }
             if found.is_empty() {
@@ -477,10 +635,15 @@ pub fn segment_paths(inputs: &[PathBuf]) -> Result<Vec<PathBuf>, CaptureError> {
                     path: input.clone(),
                 });
             }
-            found.sort();
+            // By name: one directory's paths order as their names do, and comparing paths
+            // component by component was a tenth of opening a year of segments.
+            found.sort_by(|a, b| a.path.as_os_str().cmp(b.path.as_os_str()));
             out.extend(found);
         } else {
-            out.push(input.clone());
+            out.push(Listed {
+                path: input.clone(),
+                ino: None,
+            });
         }
     }
     Ok(out)
@@ -562,11 +725,14 @@ pub fn from_footer(
 ) -> Result<Segment, CaptureError> {
     let path = path.as_path();
     let file_meta = parquet.file_metadata();
-    let metadata: HashMap<String, String> = file_meta
+    let metadata: fantrace_schema::index::Metadata = file_meta
         .key_value_metadata()
         .map(|kv| {
             kv.iter()
-                .filter_map(|e| e.value.clone().map(|v| (e.key.clone(), v)))
+                .filter_map(|e| {
+                    let key = fantrace_schema::index::static_key(&e.key);
+                    e.value.clone().map(|v| (key, v))
+                })
                 .collect()
         })
         .unwrap_or_default();
@@ -601,28 +767,12 @@ pub fn from_footer(
         }
     }
     let meta = &parquet;
-    let largest_row_group = meta
-        .row_groups()
-        .iter()
-        .map(|rg| {
-            // The larger of the two sizes a footer states: either may be what a forger lowered.
-            let columns: u64 = rg
-                .columns()
-                .iter()
-                .map(|c| u64::try_from(c.uncompressed_size()).unwrap_or(u64::MAX))
-                .fold(0, u64::saturating_add);
-            let total = u64::try_from(rg.total_byte_size()).unwrap_or(u64::MAX);
-            RowGroupSize {
-                rows: rg.num_rows(),
-                bytes: columns.max(total),
-            }
-        })
-        .max_by_key(|g| g.bytes)
-        .unwrap_or_default();
+    let (rows, bytes) = fantrace_schema::index::largest_row_group(meta);
+    let largest_row_group = RowGroupSize { rows, bytes };
     let seal_intact = metadata.get(keys::METADATA_SHA256).map(|sealed| {
         let rows: Vec<i64> = meta.row_groups().iter().map(|rg| rg.num_rows()).collect();
         let digest = fantrace_schema::integrity::metadata_digest(
-            metadata.iter().map(|(k, v)| (k.as_str(), v.as_str())),
+            metadata.iter().map(|(k, v)| (k.as_ref(), v.as_str())),
             &rows,
         );
         &digest == sealed
@@ -632,8 +782,9 @@ pub fn from_footer(
         schema_version: version,
         largest_row_group,
         seal_intact,
-        metadata,
+        metadata: Arc::new(metadata),
         object: None,
+        indexed: None,
         footer: Some(Footer {
             metadata: parquet,
             size,

@@ -33,9 +33,10 @@ use super::Segment;
 /// One local segment as a scan needs it.
 #[derive(Debug, Clone)]
 struct File {
-    location: object_store::path::Path,
     /// Size and modification time, as the footer cache knows them (`None`: stat at scan).
     known: Option<(u64, SystemTime)>,
+    /// What its index line says of it, checked at scan (see [`Segment::indexed`]).
+    indexed: Option<super::Indexed>,
     path: std::path::PathBuf,
     /// The first and last `time` in it, in ns since the epoch (`None`: not recorded).
     times: Option<(i64, i64)>,
@@ -47,6 +48,8 @@ pub struct Pruning {
     pub scans: AtomicU64,
     pub segments: AtomicU64,
     pub pruned_by_time: AtomicU64,
+    /// Of those, the ones known by their index line: never opened since the session began.
+    pub pruned_unopened: AtomicU64,
 }
 
 impl Pruning {
@@ -58,9 +61,10 @@ impl Pruning {
         }
         let segments = self.segments.load(Ordering::Relaxed);
         let pruned = self.pruned_by_time.load(Ordering::Relaxed);
+        let unopened = self.pruned_unopened.load(Ordering::Relaxed);
         Some(format!(
             "{scans} scan(s) of {segments} segment(s): {pruned} pruned by their recorded time range \
-             before opening, {} read",
+             before opening ({unopened} known from the capture's index, never opened), {} read",
             segments - pruned
         ))
     }
@@ -71,34 +75,40 @@ pub struct CaptureTable {
     schema: SchemaRef,
     files: Vec<File>,
     pruning: Arc<Pruning>,
+    /// For a segment that changed since its index line was written, opened at scan.
+    checks: super::Checks,
 }
 
 impl CaptureTable {
     /// The table over `segments` (local files, already checked), typed as `schema`: a segment
     /// of an older version reads its missing columns as NULL.
-    pub fn new(segments: &[&Segment], schema: SchemaRef, pruning: Arc<Pruning>) -> CaptureTable {
+    pub fn new(
+        segments: &[&Segment],
+        schema: SchemaRef,
+        pruning: Arc<Pruning>,
+        checks: super::Checks,
+    ) -> CaptureTable {
         let files = segments
             .iter()
-            .filter_map(|s| {
-                Some(File {
-                    location: local_location(&s.path)?,
-                    known: s.footer.as_ref().map(|f| (f.size, f.modified)),
-                    path: s.path.clone(),
-                    times: time_range(s),
-                })
+            .map(|s| File {
+                known: s.footer.as_ref().map(|f| (f.size, f.modified)),
+                indexed: s.indexed,
+                path: s.path.clone(),
+                times: time_range(s),
             })
             .collect();
         CaptureTable {
             schema,
             files,
             pruning,
+            checks,
         }
     }
 
-    /// Whether every segment could be named to the local store (a path that is not valid
+    /// Whether every segment can be named to the local store (a path that is not valid
     /// UTF-8 cannot be, and is read through the listing path instead).
-    pub fn covers(&self, segments: &[&Segment]) -> bool {
-        self.files.len() == segments.len()
+    pub fn covers(segments: &[&Segment]) -> bool {
+        segments.iter().all(|s| s.path.to_str().is_some())
     }
 }
 
@@ -198,6 +208,26 @@ fn nanos(expr: &Expr) -> Option<i64> {
     }
 }
 
+impl CaptureTable {
+    /// The size and modification time the engine reads `file` by. A segment known by its index
+    /// line is that line's file while they match; one that changed since is opened and checked
+    /// as if there were no index, and its scan fails if it no longer passes.
+    fn size_and_time(&self, file: &File) -> Result<(u64, SystemTime)> {
+        let stat = std::fs::metadata(&file.path)?;
+        if let Some(indexed) = file.indexed
+            && !indexed.matches(&stat)
+        {
+            let opened = super::open_segment(&file.path)
+                .and_then(|segment| self.checks.check(&segment).map(|()| segment))
+                .map_err(|e| datafusion::error::DataFusionError::External(Box::new(e)))?;
+            if let Some(footer) = opened.footer {
+                return Ok((footer.size, footer.modified));
+            }
+        }
+        Ok((stat.len(), stat.modified()?))
+    }
+}
+
 #[async_trait]
 impl TableProvider for CaptureTable {
     fn schema(&self) -> SchemaRef {
@@ -225,25 +255,28 @@ impl TableProvider for CaptureTable {
     ) -> Result<Arc<dyn ExecutionPlan>> {
         let (lo, hi) = time_bounds(filters);
         let mut pruned = 0u64;
+        let mut unopened = 0u64;
         let mut files = Vec::new();
         for file in &self.files {
             if let Some((min, max)) = file.times
                 && (max < lo || min > hi)
             {
                 pruned += 1;
+                unopened += u64::from(file.indexed.is_some());
                 continue;
             }
             let (size, modified) = match file.known {
                 Some(known) => known,
-                None => {
-                    let stat = std::fs::metadata(&file.path)?;
-                    (stat.len(), stat.modified()?)
-                }
+                None => self.size_and_time(file)?,
             };
+            let location = local_location(&file.path).ok_or_else(|| {
+                datafusion::error::DataFusionError::Plan(format!(
+                    "{}: a path the engine cannot name",
+                    file.path.display()
+                ))
+            })?;
             files.push(PartitionedFile::new_from_meta(object_meta(
-                file.location.clone(),
-                size,
-                modified,
+                location, size, modified,
             )));
         }
         self.pruning.scans.fetch_add(1, Ordering::Relaxed);
@@ -253,6 +286,9 @@ impl TableProvider for CaptureTable {
         self.pruning
             .pruned_by_time
             .fetch_add(pruned, Ordering::Relaxed);
+        self.pruning
+            .pruned_unopened
+            .fetch_add(unopened, Ordering::Relaxed);
         if files.is_empty() {
             let schema = match projection {
                 Some(p) => Arc::new(self.schema.project(p)?),
