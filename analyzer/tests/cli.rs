@@ -777,6 +777,15 @@ fn many_segments_under_a_small_open_file_limit_and_windows_prune() {
         format!("n\n{SEGMENTS}\n")
     );
     assert!(stderr.contains("0 pruned"), "{stderr}");
+    // So many segments are read a chunk at a time, the filter still handed to each chunk.
+    let one = limited("SELECT count(*) AS n FROM events WHERE pid = 105");
+    assert_eq!(String::from_utf8_lossy(&one.stdout), "n\n1\n");
+    let plan = limited("EXPLAIN SELECT count(*) AS n FROM events WHERE pid = 105");
+    let plan = String::from_utf8_lossy(&plan.stdout);
+    assert!(
+        plan.contains(&format!("ChunkedScan: {SEGMENTS} segment(s)")) && plan.contains("pid@"),
+        "{plan}"
+    );
     // Ten seconds: ten segments read, the rest never opened.
     let from = fantrace_engine::timespec::rfc3339(T0 + 100_000_000_000);
     let to = fantrace_engine::timespec::rfc3339(T0 + 109_000_000_000);

@@ -2,6 +2,7 @@
 //! fantrace segment of a schema version we know, and collect their metadata: local files
 //! here, objects in `remote`; `foreign` keeps a decoder's panic on a damaged file an error
 //! naming it.
+pub mod chunked_scan;
 pub mod foreign;
 pub mod remote;
 pub mod table;

@@ -30,6 +30,10 @@ use fantrace_schema::metadata as keys;
 
 use super::Segment;
 
+/// Above this many segments to read, a scan reads them a chunk at a time (see
+/// `chunked_scan`); below, one engine scan reads them all.
+const CHUNKED_ABOVE: usize = 1024;
+
 /// One local segment as a scan needs it.
 #[derive(Debug, Clone)]
 struct File {
@@ -296,9 +300,18 @@ impl TableProvider for CaptureTable {
             };
             return Ok(Arc::new(EmptyExec::new(schema)));
         }
+        let groups = FileGroup::new(files).split_files(state.config().target_partitions());
+        if groups.iter().map(FileGroup::len).sum::<usize>() > CHUNKED_ABOVE {
+            return Ok(Arc::new(super::chunked_scan::ChunkedScan::new(
+                groups,
+                Arc::clone(&self.schema),
+                state.table_options().parquet.clone(),
+                projection.cloned(),
+                limit,
+            )?));
+        }
         let format = ParquetFormat::default().with_options(state.table_options().parquet.clone());
         let source = format.file_source(Arc::clone(&self.schema).into());
-        let groups = FileGroup::new(files).split_files(state.config().target_partitions());
         let config = FileScanConfigBuilder::new(ObjectStoreUrl::local_filesystem(), source)
             .with_file_groups(groups)
             .with_projection_indices(projection.cloned())?
