@@ -227,7 +227,7 @@ impl ExecutionPlan for ChunkedScan {
                 let scan = this.chunk_scan(
                     vec![FileGroup::new(chunk)],
                     Some(Arc::clone(&reader)),
-                    Some(&config),
+                    Some(config),
                 )?;
                 scan.execute(0, Arc::clone(&context))
             })
