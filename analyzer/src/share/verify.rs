@@ -88,13 +88,7 @@ async fn check_segment<'a>(
         .as_ref()
         .map(|m| m.row_groups().iter().map(|rg| rg.num_rows()).collect())
         .unwrap_or_default();
-    let digest = metadata_digest(
-        segment
-            .metadata
-            .iter()
-            .map(|(k, v)| (k.as_ref(), v.as_str())),
-        &row_groups,
-    );
+    let digest = metadata_digest(segment.metadata.iter(), &row_groups);
     if Some(digest.as_str()) != segment.meta(keys::METADATA_SHA256) {
         checked.problems.push(
             "its metadata or row counts were changed after it was written (metadata digest \

@@ -772,10 +772,7 @@ pub fn from_footer(
     let largest_row_group = RowGroupSize { rows, bytes };
     let seal_intact = metadata.get(keys::METADATA_SHA256).map(|sealed| {
         let rows: Vec<i64> = meta.row_groups().iter().map(|rg| rg.num_rows()).collect();
-        let digest = fantrace_schema::integrity::metadata_digest(
-            metadata.iter().map(|(k, v)| (k.as_ref(), v.as_str())),
-            &rows,
-        );
+        let digest = fantrace_schema::integrity::metadata_digest(metadata.iter(), &rows);
         &digest == sealed
     });
     Ok(Segment {
