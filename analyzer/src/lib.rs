@@ -4,10 +4,12 @@
 //! `fantrace-engine` crate, shared with `fantrace-cluster`. Here are the command line and
 //! what its commands do: `commands` (query, shell, replay, inspect, playbook, views),
 //! `share` (export, pseudonymize, sign, verify), `report` (the HTML report), and the two
-//! ways results leave the process (`format` for the terminal, `output` for files).
+//! ways results leave the process (`format` for the terminal, `output` for files), with
+//! `progress` drawn on stderr while a long query runs.
 mod commands;
 mod format;
 mod output;
+mod progress;
 mod report;
 mod share;
 

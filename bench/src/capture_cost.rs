@@ -136,7 +136,7 @@ impl Bench {
             let peer = median(&peer);
             row.peer(format!("bpftrace counting: {peer:.2}x"), Some(ours / peer))
         } else {
-            row.peer("bpftrace missing", None)
+            row.peer("bpftrace unavailable (see above)", None)
         })
     }
 
@@ -204,7 +204,7 @@ impl Bench {
                 None,
             );
         } else {
-            lost_row = lost_row.peer("bpftrace missing", None);
+            lost_row = lost_row.peer("bpftrace unavailable (see above)", None);
         }
         Ok(vec![
             lost_row,

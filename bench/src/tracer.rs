@@ -180,6 +180,22 @@ pub fn bpftrace_lost(output: &str) -> u64 {
 }
 
 /// Whether bpftrace is installed and can run here.
+/// bpftrace's version if it is installed and attaches here (`script` is a trial run), else
+/// what is wrong, for the table's header: the bench then runs without that peer.
+pub fn bpftrace_peer(script: &str) -> Result<String, String> {
+    let version = bpftrace_version().ok_or("bpftrace MISSING (apt-get install bpftrace)")?;
+    let unavailable = |e: anyhow::Error| {
+        format!(
+            "{version} UNAVAILABLE: {e:#} (is tracefs mounted? mount -t tracefs nodev \
+             /sys/kernel/tracing)"
+        )
+    };
+    Tracer::bpftrace(script)
+        .and_then(Tracer::stop)
+        .map_err(unavailable)?;
+    Ok(version)
+}
+
 pub fn bpftrace_version() -> Option<String> {
     let out = Command::new("bpftrace").arg("--version").output().ok()?;
     out.status

@@ -97,7 +97,10 @@ pub async fn deliver(
     output: &OutputArgs,
     sources: &[Segment],
 ) -> anyhow::Result<()> {
+    let progress = crate::progress::ScanProgress::start(ctx);
     let (schema, batches) = session::run_sql_with_schema(ctx, sql).await?;
+    // Gone before the answer is printed to the same terminal.
+    drop(progress);
     let Some(path) = &output.output else {
         if let Format::Parquet = format {
             bail!("--format parquet writes a file: add --output FILE");

@@ -14,8 +14,10 @@ use datafusion::common::tree_node::TreeNodeRecursion;
 use datafusion::config::{ConfigOptions, TableParquetOptions};
 use datafusion::datasource::listing::PartitionedFile;
 use datafusion::datasource::physical_plan::parquet::CachedParquetFileReaderFactory;
-use datafusion::datasource::physical_plan::{FileGroup, FileScanConfigBuilder, ParquetSource};
-use datafusion::datasource::source::{DataSource as _, DataSourceExec};
+use datafusion::datasource::physical_plan::{
+    FileGroup, FileScanConfigBuilder, ParquetFileReaderFactory, ParquetSource,
+};
+use datafusion::datasource::source::{DataSource, DataSourceExec};
 use datafusion::execution::TaskContext;
 use datafusion::execution::object_store::ObjectStoreUrl;
 use datafusion::physical_expr::PhysicalExpr;
@@ -28,6 +30,8 @@ use datafusion::physical_plan::{
     DisplayAs, DisplayFormatType, ExecutionPlan, PlanProperties, SendableRecordBatchStream,
 };
 use futures::{StreamExt as _, TryStreamExt as _};
+
+use super::table::Pruning;
 
 /// Files a chunk's scan opens before it is dropped: its metrics are a few MiB at most.
 pub const CHUNK_FILES: usize = 256;
@@ -43,16 +47,21 @@ pub struct ChunkedScan {
     /// Filters pushed into this scan, handed to each chunk's.
     filters: Vec<Arc<dyn PhysicalExpr>>,
     properties: Arc<PlanProperties>,
+    pruning: Arc<Pruning>,
 }
 
 impl ChunkedScan {
     pub fn new(
         groups: Vec<FileGroup>,
-        table_schema: SchemaRef,
-        options: TableParquetOptions,
-        projection: Option<Vec<usize>>,
-        limit: Option<usize>,
+        scan: ScanSpec,
+        pruning: Arc<Pruning>,
     ) -> Result<ChunkedScan> {
+        let ScanSpec {
+            table_schema,
+            options,
+            projection,
+            limit,
+        } = scan;
         let groups: Vec<Vec<PartitionedFile>> =
             groups.into_iter().map(|g| g.into_inner()).collect();
         let mut scan = ChunkedScan {
@@ -70,6 +79,7 @@ impl ChunkedScan {
                 datafusion::physical_plan::execution_plan::Boundedness::Bounded,
             )),
             groups: Arc::new(Vec::new()),
+            pruning,
         };
         // The plan properties are those of one scan over every file, with one partition per
         // group; that scan is built only to ask.
@@ -87,29 +97,102 @@ impl ChunkedScan {
     fn chunk_scan(
         &self,
         groups: Vec<FileGroup>,
-        reader: Option<Arc<CachedParquetFileReaderFactory>>,
+        reader: Option<Arc<dyn ParquetFileReaderFactory>>,
         config: Option<&ConfigOptions>,
     ) -> Result<Arc<dyn ExecutionPlan>> {
+        let scan = ScanSpec {
+            table_schema: Arc::clone(&self.table_schema),
+            options: self.options.clone(),
+            projection: self.projection.clone(),
+            limit: self.limit,
+        };
+        let data_source = scan.data_source(groups, reader)?;
+        let data_source = match (config, self.filters.is_empty()) {
+            (Some(config), false) => data_source
+                .try_pushdown_filters(self.filters.clone(), config)?
+                .updated_node
+                .unwrap_or(data_source),
+            _ => data_source,
+        };
+        Ok(Arc::new(DataSourceExec::new(data_source)))
+    }
+}
+
+/// What a Parquet scan of some of a capture's segments is made of.
+pub struct ScanSpec {
+    pub table_schema: SchemaRef,
+    pub options: TableParquetOptions,
+    pub projection: Option<Vec<usize>>,
+    pub limit: Option<usize>,
+}
+
+impl ScanSpec {
+    /// The engine's Parquet scan of `groups`, set up as `ParquetFormat` sets one up (options,
+    /// footer-size hint), reading through `reader` when given.
+    pub fn data_source(
+        &self,
+        groups: Vec<FileGroup>,
+        reader: Option<Arc<dyn ParquetFileReaderFactory>>,
+    ) -> Result<Arc<dyn DataSource>> {
         let mut source = ParquetSource::new(Arc::clone(&self.table_schema))
             .with_table_parquet_options(self.options.clone());
+        if let Some(hint) = self.options.global.metadata_size_hint {
+            source = source.with_metadata_size_hint(hint);
+        }
         if let Some(reader) = reader {
             source = source.with_parquet_file_reader_factory(reader);
         }
-        let config_scan =
+        Ok(Arc::new(
             FileScanConfigBuilder::new(ObjectStoreUrl::local_filesystem(), Arc::new(source))
                 .with_file_groups(groups)
                 .with_projection_indices(self.projection.clone())?
                 .with_limit(self.limit)
-                .build();
-        let data_source: Arc<dyn datafusion::datasource::source::DataSource> =
-            match (config, self.filters.is_empty()) {
-                (Some(config), false) => config_scan
-                    .try_pushdown_filters(self.filters.clone(), config)?
-                    .updated_node
-                    .unwrap_or_else(|| Arc::new(config_scan)),
-                _ => Arc::new(config_scan),
-            };
-        Ok(Arc::new(DataSourceExec::new(data_source)))
+                .build(),
+        ))
+    }
+}
+
+/// The engine's footer-caching reader of local files, counting the files it opens (for the
+/// progress bar).
+#[derive(Debug)]
+pub struct CountingReaders {
+    inner: CachedParquetFileReaderFactory,
+    pruning: Arc<Pruning>,
+}
+
+impl CountingReaders {
+    pub fn new(
+        runtime: &datafusion::execution::runtime_env::RuntimeEnv,
+        pruning: Arc<Pruning>,
+    ) -> Result<Self> {
+        let store = runtime.object_store(ObjectStoreUrl::local_filesystem())?;
+        Ok(CountingReaders {
+            inner: CachedParquetFileReaderFactory::new(
+                store,
+                runtime.cache_manager.get_file_metadata_cache(),
+            ),
+            pruning,
+        })
+    }
+}
+
+impl ParquetFileReaderFactory for CountingReaders {
+    fn create_reader(
+        &self,
+        partition_index: usize,
+        partitioned_file: PartitionedFile,
+        metadata_size_hint: Option<usize>,
+        metrics: &datafusion::physical_plan::metrics::ExecutionPlanMetricsSet,
+    ) -> Result<Box<dyn datafusion::parquet::arrow::async_reader::AsyncFileReader + Send>> {
+        self.pruning
+            .opened
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        self.inner.create_reader(
+            partition_index,
+            partitioned_file,
+            metadata_size_hint,
+            metrics,
+        )
     }
 }
 
@@ -207,16 +290,10 @@ impl ExecutionPlan for ChunkedScan {
         context: Arc<TaskContext>,
     ) -> Result<SendableRecordBatchStream> {
         let files = self.groups.get(partition).cloned().unwrap_or_default();
-        let store = context
-            .runtime_env()
-            .object_store(ObjectStoreUrl::local_filesystem())?;
-        let reader = Arc::new(CachedParquetFileReaderFactory::new(
-            store,
-            context
-                .runtime_env()
-                .cache_manager
-                .get_file_metadata_cache(),
-        ));
+        let reader: Arc<dyn ParquetFileReaderFactory> = Arc::new(CountingReaders::new(
+            &context.runtime_env(),
+            Arc::clone(&self.pruning),
+        )?);
         let chunks: Vec<Vec<PartitionedFile>> =
             files.chunks(CHUNK_FILES).map(<[_]>::to_vec).collect();
         let this = self.clone();

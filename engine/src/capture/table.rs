@@ -17,18 +17,17 @@ use arrow::datatypes::SchemaRef;
 use async_trait::async_trait;
 use datafusion::catalog::Session;
 use datafusion::common::{Result, ScalarValue};
-use datafusion::datasource::file_format::FileFormat as _;
-use datafusion::datasource::file_format::parquet::ParquetFormat;
 use datafusion::datasource::listing::PartitionedFile;
-use datafusion::datasource::physical_plan::{FileGroup, FileScanConfigBuilder};
+use datafusion::datasource::physical_plan::FileGroup;
+use datafusion::datasource::source::DataSourceExec;
 use datafusion::datasource::{TableProvider, TableType};
-use datafusion::execution::object_store::ObjectStoreUrl;
 use datafusion::logical_expr::{Between, BinaryExpr, Expr, Operator, TableProviderFilterPushDown};
 use datafusion::physical_plan::ExecutionPlan;
 use datafusion::physical_plan::empty::EmptyExec;
 use fantrace_schema::metadata as keys;
 
 use super::Segment;
+use super::chunked_scan::{ChunkedScan, CountingReaders, ScanSpec};
 
 /// Above this many segments to read, a scan reads them a chunk at a time (see
 /// `chunked_scan`); below, one engine scan reads them all.
@@ -62,6 +61,9 @@ pub struct Pruning {
     pub pruned_by_time: AtomicU64,
     /// Of those, the ones known by their index line: never opened since the session began.
     pub pruned_unopened: AtomicU64,
+    /// Segments the scans are to read, and have opened so far (for a progress bar).
+    pub to_open: AtomicU64,
+    pub opened: AtomicU64,
 }
 
 impl Pruning {
@@ -315,24 +317,27 @@ impl TableProvider for CaptureTable {
         if largest_rows <= PAGE_INDEX_MIN_ROWS {
             options.global.enable_page_index = false;
         }
+        self.pruning
+            .to_open
+            .fetch_add(files.len() as u64, Ordering::Relaxed);
         let groups = FileGroup::new(files).split_files(state.config().target_partitions());
+        let spec = ScanSpec {
+            table_schema: Arc::clone(&self.schema),
+            options,
+            projection: projection.cloned(),
+            limit,
+        };
         if groups.iter().map(FileGroup::len).sum::<usize>() > CHUNKED_ABOVE {
-            return Ok(Arc::new(super::chunked_scan::ChunkedScan::new(
+            return Ok(Arc::new(ChunkedScan::new(
                 groups,
-                Arc::clone(&self.schema),
-                options,
-                projection.cloned(),
-                limit,
+                spec,
+                Arc::clone(&self.pruning),
             )?));
         }
-        let format = ParquetFormat::default().with_options(options);
-        let source = format.file_source(Arc::clone(&self.schema).into());
-        let config = FileScanConfigBuilder::new(ObjectStoreUrl::local_filesystem(), source)
-            .with_file_groups(groups)
-            .with_projection_indices(projection.cloned())?
-            .with_limit(limit)
-            .build();
-        format.create_physical_plan(state, config).await
+        let reader = CountingReaders::new(&state.runtime_env(), Arc::clone(&self.pruning))?;
+        Ok(Arc::new(DataSourceExec::new(
+            spec.data_source(groups, Some(Arc::new(reader)))?,
+        )))
     }
 }
 
