@@ -334,7 +334,7 @@ impl TableProvider for CaptureTable {
                 Arc::clone(&self.pruning),
             )?));
         }
-        let reader = CountingReaders::new(&state.runtime_env(), Arc::clone(&self.pruning))?;
+        let reader = CountingReaders::new(state.runtime_env(), Arc::clone(&self.pruning))?;
         Ok(Arc::new(DataSourceExec::new(
             spec.data_source(groups, Some(Arc::new(reader)))?,
         )))
