@@ -745,18 +745,29 @@ fn write_one_call_segment(path: &Path, k: u64) {
     w.close().unwrap();
 }
 
+/// A capture of `segments` one-call segments a second apart, indexed as the recorder indexes
+/// them or not.
+fn one_call_capture(segments: u64, indexed: bool) -> (tempfile::TempDir, PathBuf) {
+    let dir = tempfile::tempdir().unwrap();
+    let cap = dir.path().join("capture");
+    std::fs::create_dir(&cap).unwrap();
+    for k in 0..segments {
+        let path = cap.join(format!("fantrace-{k:06}.parquet"));
+        write_one_call_segment(&path, k);
+        if indexed {
+            fantrace_schema::index::add(&path).unwrap();
+        }
+    }
+    (dir, cap)
+}
+
 /// Thousands of segments under a small open-file limit: every one is counted, and a time
 /// window opens only the segments whose recorded range meets it. (DataFusion's listing opened
 /// every file at once: 5,000 segments failed with "Too many open files" under 1024.)
 #[test]
 fn many_segments_under_a_small_open_file_limit_and_windows_prune() {
-    let dir = tempfile::tempdir().unwrap();
-    let cap = dir.path().join("capture");
-    std::fs::create_dir(&cap).unwrap();
     const SEGMENTS: u64 = 1500;
-    for k in 0..SEGMENTS {
-        write_one_call_segment(&cap.join(format!("fantrace-{k:06}.parquet")), k);
-    }
+    let (_dir, cap) = one_call_capture(SEGMENTS, false);
     let limited = |sql: &str| -> Output {
         Command::new("sh")
             .arg("-c")
@@ -807,15 +818,8 @@ fn many_segments_under_a_small_open_file_limit_and_windows_prune() {
 /// under the same name is read by its footer, and `stats` still shows every key.
 #[test]
 fn the_capture_index_prunes_without_opening_and_is_checked_against_each_file() {
-    let dir = tempfile::tempdir().unwrap();
-    let cap = dir.path().join("capture");
-    std::fs::create_dir(&cap).unwrap();
-    const SEGMENTS: u64 = 50;
+    let (_dir, cap) = one_call_capture(50, true);
     let name = |k: u64| cap.join(format!("fantrace-{k:06}.parquet"));
-    for k in 0..SEGMENTS {
-        write_one_call_segment(&name(k), k);
-        fantrace_schema::index::add(&name(k)).unwrap();
-    }
     let query = |sql: &str| -> Output {
         Command::new(env!("CARGO_BIN_EXE_fantrace-analyzer"))
             .args(["query", "--timing", "--format", "csv", "-c"])
