@@ -761,6 +761,20 @@ fn one_call_capture(segments: u64, indexed: bool) -> (tempfile::TempDir, PathBuf
     (dir, cap)
 }
 
+/// `query --timing --format csv` over `cap`, started by `sh` after `before` (a `ulimit`).
+fn timed_query(cap: &Path, sql: &str, before: &str) -> Output {
+    Command::new("sh")
+        .arg("-c")
+        .arg(format!("{before}exec \"$0\" \"$@\""))
+        .arg(env!("CARGO_BIN_EXE_fantrace-analyzer"))
+        .args(["query", "--timing", "--format", "csv", "-c"])
+        .arg(cap)
+        .arg(sql)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap()
+}
+
 /// Thousands of segments under a small open-file limit: every one is counted, and a time
 /// window opens only the segments whose recorded range meets it. (DataFusion's listing opened
 /// every file at once: 5,000 segments failed with "Too many open files" under 1024.)
@@ -768,18 +782,7 @@ fn one_call_capture(segments: u64, indexed: bool) -> (tempfile::TempDir, PathBuf
 fn many_segments_under_a_small_open_file_limit_and_windows_prune() {
     const SEGMENTS: u64 = 1500;
     let (_dir, cap) = one_call_capture(SEGMENTS, false);
-    let limited = |sql: &str| -> Output {
-        Command::new("sh")
-            .arg("-c")
-            .arg("ulimit -n 128 && exec \"$0\" \"$@\"")
-            .arg(env!("CARGO_BIN_EXE_fantrace-analyzer"))
-            .args(["query", "--timing", "--format", "csv", "-c"])
-            .arg(&cap)
-            .arg(sql)
-            .stdin(Stdio::null())
-            .output()
-            .unwrap()
-    };
+    let limited = |sql: &str| timed_query(&cap, sql, "ulimit -n 128 && ");
     let all = limited("SELECT count(*) AS n FROM events");
     let stderr = String::from_utf8_lossy(&all.stderr);
     assert!(all.status.success(), "{stderr}");
@@ -820,15 +823,7 @@ fn many_segments_under_a_small_open_file_limit_and_windows_prune() {
 fn the_capture_index_prunes_without_opening_and_is_checked_against_each_file() {
     let (_dir, cap) = one_call_capture(50, true);
     let name = |k: u64| cap.join(format!("fantrace-{k:06}.parquet"));
-    let query = |sql: &str| -> Output {
-        Command::new(env!("CARGO_BIN_EXE_fantrace-analyzer"))
-            .args(["query", "--timing", "--format", "csv", "-c"])
-            .arg(&cap)
-            .arg(sql)
-            .stdin(Stdio::null())
-            .output()
-            .unwrap()
-    };
+    let query = |sql: &str| timed_query(&cap, sql, "");
     let window = |from: u64, to: u64| {
         format!(
             "SELECT count(*) AS n, min(pid) AS pid FROM events WHERE time BETWEEN '{}' AND '{}'",
