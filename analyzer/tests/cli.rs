@@ -872,3 +872,43 @@ fn the_capture_index_prunes_without_opening_and_is_checked_against_each_file() {
         format!("n,h,v\n49,testhost,{}\n", keys::CURRENT_SCHEMA_VERSION)
     );
 }
+
+/// A footer changed to point one column at another column's pages reads sealed data as the
+/// wrong column: the seal covers the data and the metadata keys, not the footer's offsets. Found
+/// by the fuzz test (the `object` column's dictionary offset set to `resolved_path`'s chunk);
+/// --verify-data and `verify` now check that the column chunks tile the sealed data exactly.
+#[test]
+fn a_footer_pointing_a_column_at_another_columns_pages_is_refused() {
+    let fixture =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/redirected-column.parquet");
+    let dir = tempfile::tempdir().unwrap();
+    let segment = dir.path().join("fantrace-redirected.parquet");
+    std::fs::copy(&fixture, &segment).unwrap();
+    let segment = segment.to_str().unwrap();
+    fails(
+        &[
+            "--no-stats",
+            "query",
+            "--verify-data",
+            "-c",
+            segment,
+            "SELECT count(*) FROM calls",
+        ],
+        &[
+            "fantrace-redirected.parquet",
+            "footer does not describe its sealed data",
+            "column object",
+        ],
+    );
+    let out = analyzer(&["verify", "-c", segment]);
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(!out.status.success(), "{text}");
+    assert!(
+        text.contains("its footer was changed after it was written: column object"),
+        "{text}"
+    );
+}

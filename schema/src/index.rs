@@ -18,9 +18,11 @@ use parquet::file::metadata::{ParquetMetaData, ParquetMetaDataReader};
 
 use crate::metadata as keys;
 
-/// The index's file name in a capture directory (not `*.parquet`, so segment listings and
-/// `read_parquet('DIR/*.parquet')` leave it out).
-pub const FILE_NAME: &str = "fantrace-index.jsonl";
+/// The index's file name in a capture directory: not `*.parquet`, so segment listings and
+/// `read_parquet('DIR/*.parquet')` leave it out, and starting with `_`, so dataset readers
+/// given the directory (pyarrow, Spark) skip it as they skip `_SUCCESS` (pyarrow failed on
+/// `fantrace-index.jsonl`).
+pub const FILE_NAME: &str = "_fantrace-index.jsonl";
 
 /// The metadata keys a line keeps: what prunes (time range), what every query reports or
 /// checks before reading (losses, ia32 coverage, duplicates) and the origin of each row. The

@@ -147,6 +147,48 @@ pub struct Sealed {
     pub rows: u64,
 }
 
+/// What is wrong with how a sealed segment's footer lays out its data, if anything. The seal
+/// covers the data region's bytes and the key-value metadata, not the footer's offsets: a
+/// footer changed to point a column at another column's pages reads valid, sealed data as
+/// the wrong column. A segment's column chunks are written back to back, so they must tile
+/// the data region exactly, from after the magic bytes to `data_bytes`, each page offset
+/// inside its own chunk.
+pub fn layout_problem(
+    footer: &parquet::file::metadata::ParquetMetaData,
+    data_bytes: u64,
+) -> Option<String> {
+    let mut chunks: Vec<(u64, u64, String)> = Vec::new();
+    for rg in footer.row_groups() {
+        for column in rg.columns() {
+            let (start, len) = column.byte_range();
+            let name = column.column_path().string();
+            let end = start.saturating_add(len);
+            let inside = |offset: i64| u64::try_from(offset).is_ok_and(|o| o >= start && o < end);
+            if !inside(column.data_page_offset())
+                || column.dictionary_page_offset().is_some_and(|o| !inside(o))
+                || column.index_page_offset().is_some_and(|o| !inside(o))
+            {
+                return Some(format!("column {name}'s pages lie outside its own chunk"));
+            }
+            chunks.push((start, end, name));
+        }
+    }
+    chunks.sort();
+    let mut at = 4; // after the leading magic bytes
+    for (start, end, name) in &chunks {
+        if *start != at {
+            return Some(format!(
+                "column {name}'s chunk starts at byte {start}, where byte {at} was expected \
+                 (chunks overlap or leave a gap)"
+            ));
+        }
+        at = *end;
+    }
+    (at != data_bytes && !chunks.is_empty()).then(|| {
+        format!("the column chunks end at byte {at}, the sealed data at byte {data_bytes}")
+    })
+}
+
 /// Ends the last row group, adds the data and metadata digests (and whatever `sign` returns
 /// for the metadata digest) to `kv`, writes the footer and returns the digests. `kv` must
 /// already hold every other `fantrace.*` key the segment will carry.

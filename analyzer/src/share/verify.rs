@@ -96,6 +96,13 @@ async fn check_segment<'a>(
                 .into(),
         );
     }
+    if let (Some(footer), Some(bytes)) = (&footer, data_bytes)
+        && let Some(problem) = fantrace_schema::integrity::layout_problem(footer, bytes)
+    {
+        checked.problems.push(format!(
+            "its footer was changed after it was written: {problem}"
+        ));
+    }
     let rows: i64 = row_groups.iter().sum();
     match segment.meta_u64(keys::EVENTS_WRITTEN) {
         Some(w) if w as i64 == rows => {}

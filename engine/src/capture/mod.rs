@@ -70,6 +70,11 @@ pub enum CaptureError {
     )]
     DataChanged { path: PathBuf },
     #[error(
+        "{path}: its footer does not describe its sealed data ({problem}): changed after it was \
+         written; --skip-bad reads the other segments"
+    )]
+    LayoutChanged { path: PathBuf, problem: String },
+    #[error(
         "{path}: not sealed (written before fantrace sealed segments), so --verify-data cannot \
          check it; leave out --verify-data, or the segment with --skip-bad"
     )]
@@ -489,8 +494,23 @@ async fn verify_data(segment: &Segment) -> Result<(), CaptureError> {
         return Err(CaptureError::Unsealed { path: path() });
     };
     match segment_digests(segment, Some(bytes)).await? {
-        (_, Some(data)) if data == sealed => Ok(()),
-        _ => Err(CaptureError::DataChanged { path: path() }),
+        (_, Some(data)) if data == sealed => {}
+        _ => return Err(CaptureError::DataChanged { path: path() }),
+    }
+    let footer = match &segment.footer {
+        Some(footer) => Arc::clone(&footer.metadata),
+        None => reopen(segment)
+            .await?
+            .footer
+            .map(|f| f.metadata)
+            .ok_or_else(|| CaptureError::DataChanged { path: path() })?,
+    };
+    match fantrace_schema::integrity::layout_problem(&footer, bytes) {
+        None => Ok(()),
+        Some(problem) => Err(CaptureError::LayoutChanged {
+            path: path(),
+            problem,
+        }),
     }
 }
 
