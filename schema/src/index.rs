@@ -203,14 +203,15 @@ impl Entry {
             .iter()
             .filter_map(|k| Some((Cow::Borrowed(*k), all.get(k)?.to_string())))
             .collect();
+        let file = FileIdentity::of(&stat);
         Ok(Entry {
             name: path
                 .file_name()
                 .map(|n| n.to_string_lossy().into_owned())
                 .unwrap_or_default(),
-            size: stat.len(),
-            mtime_ns: mtime_ns(&stat),
-            ino: stat.ino(),
+            size: file.size,
+            mtime_ns: file.mtime_ns,
+            ino: file.ino,
             schema_version,
             largest_row_group: largest_row_group(&footer),
             metadata,
@@ -219,15 +220,44 @@ impl Entry {
 
     /// Whether `stat` is of the file this line describes, unchanged since.
     pub fn matches(&self, stat: &std::fs::Metadata) -> bool {
-        stat.ino() == self.ino && stat.len() == self.size && mtime_ns(stat) == self.mtime_ns
+        self.file().matches(stat)
+    }
+
+    /// The file this line describes.
+    pub fn file(&self) -> FileIdentity {
+        FileIdentity {
+            ino: self.ino,
+            size: self.size,
+            mtime_ns: self.mtime_ns,
+        }
     }
 }
 
-/// A file's modification time in ns since the epoch, as the index keeps it.
-pub fn mtime_ns(stat: &std::fs::Metadata) -> i64 {
-    stat.mtime()
-        .saturating_mul(1_000_000_000)
-        .saturating_add(stat.mtime_nsec())
+/// What tells a segment file apart from another put under its name, or from itself changed
+/// since: its inode, size and modification time (ns since the epoch).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FileIdentity {
+    pub ino: u64,
+    pub size: u64,
+    pub mtime_ns: i64,
+}
+
+impl FileIdentity {
+    pub fn of(stat: &std::fs::Metadata) -> FileIdentity {
+        FileIdentity {
+            ino: stat.ino(),
+            size: stat.len(),
+            mtime_ns: stat
+                .mtime()
+                .saturating_mul(1_000_000_000)
+                .saturating_add(stat.mtime_nsec()),
+        }
+    }
+
+    /// Whether `stat` is of this file, unchanged.
+    pub fn matches(&self, stat: &std::fs::Metadata) -> bool {
+        *self == FileIdentity::of(stat)
+    }
 }
 
 /// Rows and decoded bytes of a file's largest row group: the memory one scan of it takes. The

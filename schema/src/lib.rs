@@ -2,8 +2,8 @@
 //!
 //! `record` is shared, byte for byte, by the eBPF probe and the recorder (no_std). With the
 //! `user` feature, `arrow` derives the Arrow schema and row builders from it, `flags` holds the
-//! fanotify name tables used for decoding, `metadata` names the Parquet key-value keys and `index` is the line a capture directory
-//! keeps per segment.
+//! fanotify name tables used for decoding, `metadata` names the Parquet key-value keys and
+//! `index` is the line a capture directory keeps per segment.
 #![cfg_attr(not(feature = "user"), no_std)]
 
 pub mod errno;

@@ -244,13 +244,8 @@ pub async fn run(args: ExportArgs, opts: SessionOptions) -> anyhow::Result<()> {
 
     // The export's metadata names its sources with all of theirs, which a segment known by
     // its index line has only once opened.
-    let overlapping: Vec<Segment> = loaded
-        .segments
-        .iter()
-        .filter(|s| overlaps(s, since, until))
-        .cloned()
-        .collect();
-    let complete = capture::complete(&overlapping).await?;
+    let complete =
+        capture::complete(loaded.segments.iter().filter(|s| overlaps(s, since, until))).await?;
     let sources: Vec<&Segment> = complete.iter().collect();
     let metadata = export_metadata(
         &args,

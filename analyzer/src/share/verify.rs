@@ -77,13 +77,7 @@ async fn check_segment<'a>(
             .problems
             .push("its data was changed after it was written (data digest differs)".into());
     }
-    let footer = match &segment.footer {
-        Some(f) => Some(f.metadata.clone()),
-        None => capture::reopen(segment)
-            .await
-            .ok()
-            .and_then(|s| s.footer.map(|f| f.metadata)),
-    };
+    let footer = capture::footer(segment).await.ok();
     let row_groups: Vec<i64> = footer
         .as_ref()
         .map(|m| m.row_groups().iter().map(|rg| rg.num_rows()).collect())

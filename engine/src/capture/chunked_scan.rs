@@ -40,10 +40,8 @@ pub const CHUNK_FILES: usize = 256;
 pub struct ChunkedScan {
     /// Each partition's files, in order.
     groups: Arc<Vec<Vec<PartitionedFile>>>,
-    table_schema: SchemaRef,
-    options: TableParquetOptions,
-    projection: Option<Vec<usize>>,
-    limit: Option<usize>,
+    /// What every chunk's scan is made of.
+    spec: Arc<ScanSpec>,
     /// Filters pushed into this scan, handed to each chunk's.
     filters: Vec<Arc<dyn PhysicalExpr>>,
     properties: Arc<PlanProperties>,
@@ -51,74 +49,43 @@ pub struct ChunkedScan {
 }
 
 impl ChunkedScan {
-    pub fn new(
-        groups: Vec<FileGroup>,
-        scan: ScanSpec,
-        pruning: Arc<Pruning>,
-    ) -> Result<ChunkedScan> {
-        let ScanSpec {
-            table_schema,
-            options,
-            projection,
-            limit,
-        } = scan;
-        let groups: Vec<Vec<PartitionedFile>> =
-            groups.into_iter().map(|g| g.into_inner()).collect();
-        let mut scan = ChunkedScan {
-            table_schema,
-            options,
-            projection,
-            limit,
-            filters: Vec::new(),
-            properties: Arc::new(PlanProperties::new(
-                datafusion::physical_expr::EquivalenceProperties::new(Arc::new(
-                    arrow::datatypes::Schema::empty(),
-                )),
-                datafusion::physical_plan::Partitioning::UnknownPartitioning(1),
-                datafusion::physical_plan::execution_plan::EmissionType::Incremental,
-                datafusion::physical_plan::execution_plan::Boundedness::Bounded,
-            )),
-            groups: Arc::new(Vec::new()),
-            pruning,
-        };
+    pub fn new(groups: Vec<FileGroup>, spec: ScanSpec, pruning: Arc<Pruning>) -> Result<Self> {
         // The plan properties are those of one scan over every file, with one partition per
         // group; that scan is built only to ask.
-        let whole = scan.chunk_scan(
-            groups.iter().map(|g| FileGroup::new(g.clone())).collect(),
-            None,
-            None,
-        )?;
-        scan.properties = Arc::clone(whole.properties());
-        scan.groups = Arc::new(groups);
-        Ok(scan)
+        let whole = DataSourceExec::new(spec.data_source(groups.clone(), None)?);
+        Ok(ChunkedScan {
+            groups: Arc::new(groups.into_iter().map(FileGroup::into_inner).collect()),
+            spec: Arc::new(spec),
+            filters: Vec::new(),
+            properties: Arc::clone(whole.properties()),
+            pruning,
+        })
     }
 
-    /// A scan of `groups` with this scan's schema, projection, limit and filters.
+    /// A scan of `chunk` with this scan's schema, projection, limit and filters.
     fn chunk_scan(
         &self,
-        groups: Vec<FileGroup>,
-        reader: Option<Arc<dyn ParquetFileReaderFactory>>,
-        config: Option<&ConfigOptions>,
+        chunk: Vec<PartitionedFile>,
+        reader: Arc<dyn ParquetFileReaderFactory>,
+        config: &ConfigOptions,
     ) -> Result<Arc<dyn ExecutionPlan>> {
-        let scan = ScanSpec {
-            table_schema: Arc::clone(&self.table_schema),
-            options: self.options.clone(),
-            projection: self.projection.clone(),
-            limit: self.limit,
-        };
-        let data_source = scan.data_source(groups, reader)?;
-        let data_source = match (config, self.filters.is_empty()) {
-            (Some(config), false) => data_source
+        let data_source = self
+            .spec
+            .data_source(vec![FileGroup::new(chunk)], Some(reader))?;
+        let data_source = if self.filters.is_empty() {
+            data_source
+        } else {
+            data_source
                 .try_pushdown_filters(self.filters.clone(), config)?
                 .updated_node
-                .unwrap_or(data_source),
-            _ => data_source,
+                .unwrap_or(data_source)
         };
         Ok(Arc::new(DataSourceExec::new(data_source)))
     }
 }
 
 /// What a Parquet scan of some of a capture's segments is made of.
+#[derive(Debug)]
 pub struct ScanSpec {
     pub table_schema: SchemaRef,
     pub options: TableParquetOptions,
@@ -266,15 +233,7 @@ impl ExecutionPlan for ChunkedScan {
             .collect();
         // Which filters the chunks' scans take (and so whether the parent still applies
         // them) is what one of them answers.
-        let probe = FileScanConfigBuilder::new(
-            ObjectStoreUrl::local_filesystem(),
-            Arc::new(
-                ParquetSource::new(Arc::clone(&self.table_schema))
-                    .with_table_parquet_options(self.options.clone()),
-            ),
-        )
-        .with_projection_indices(self.projection.clone())?
-        .build();
+        let probe = self.spec.data_source(Vec::new(), None)?;
         let answer = probe.try_pushdown_filters(filters.clone(), config)?;
         let mut updated = self.clone();
         updated.filters.extend(filters);
@@ -301,11 +260,7 @@ impl ExecutionPlan for ChunkedScan {
         let stream = futures::stream::iter(chunks)
             .map(move |chunk| {
                 let config = context.session_config().options();
-                let scan = this.chunk_scan(
-                    vec![FileGroup::new(chunk)],
-                    Some(Arc::clone(&reader)),
-                    Some(config),
-                )?;
+                let scan = this.chunk_scan(chunk, Arc::clone(&reader), config)?;
                 scan.execute(0, Arc::clone(&context))
             })
             .try_flatten();

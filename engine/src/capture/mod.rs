@@ -12,7 +12,6 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::SystemTime;
 
-use anyhow::Context as _;
 use datafusion::parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use datafusion::parquet::file::metadata::ParquetMetaData;
 use fantrace_schema::metadata as keys;
@@ -118,27 +117,9 @@ pub struct Segment {
     /// Known by its line in the capture directory's index, not yet opened: `metadata` holds
     /// only the indexed keys, and the file is checked against the line before it is read
     /// (opened and its seal checked when it changed); [`complete`] reads the whole footer.
-    pub indexed: Option<Indexed>,
+    pub indexed: Option<fantrace_schema::index::FileIdentity>,
     /// Where it is when it is not a local file (`path` then holds its URL).
     pub object: Option<crate::capture::remote::RemoteObject>,
-}
-
-/// The file an index line describes: it is that file while its inode, size and modification
-/// time are these.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Indexed {
-    pub ino: u64,
-    pub size: u64,
-    pub mtime_ns: i64,
-}
-
-impl Indexed {
-    pub fn matches(&self, stat: &std::fs::Metadata) -> bool {
-        use std::os::unix::fs::MetadataExt as _;
-        stat.ino() == self.ino
-            && stat.len() == self.size
-            && fantrace_schema::index::mtime_ns(stat) == self.mtime_ns
-    }
 }
 
 #[derive(Debug, Clone, Copy, Default)]
@@ -291,24 +272,21 @@ fn identity(segment: &Segment) -> Identity<'_> {
 
 /// Keeps the first of each identity, calling `dropped` for every other.
 pub fn dedupe(segments: Vec<Segment>, mut dropped: impl FnMut(&Segment, &Segment)) -> Vec<Segment> {
-    let mut seen: HashMap<Identity<'_>, usize> = HashMap::with_capacity(segments.len());
+    // Identities borrow from the segments, so the copies are found first and left out after.
+    let mut first: HashMap<Identity<'_>, usize> = HashMap::with_capacity(segments.len());
     let mut keep = vec![true; segments.len()];
     for (i, segment) in segments.iter().enumerate() {
-        match seen.entry(identity(segment)) {
-            std::collections::hash_map::Entry::Occupied(first) => {
-                dropped(segment, &segments[*first.get()]);
-                keep[i] = false;
-            }
-            std::collections::hash_map::Entry::Vacant(slot) => {
-                slot.insert(i);
-            }
+        let kept = *first.entry(identity(segment)).or_insert(i);
+        if kept != i {
+            dropped(segment, &segments[kept]);
+            keep[i] = false;
         }
     }
-    drop(seen);
-    let mut keep = keep.into_iter();
+    drop(first);
     segments
         .into_iter()
-        .filter(|_| keep.next().unwrap_or(true))
+        .zip(keep)
+        .filter_map(|(segment, keep)| keep.then_some(segment))
         .collect()
 }
 
@@ -368,17 +346,14 @@ pub async fn load_all(args: &CaptureArgs, checks: Checks) -> anyhow::Result<Load
                     let use_index = checks.index && !args.verify_data;
                     let mut opened = futures::stream::iter(listed.into_iter().map(|listed| {
                         match use_index.then(|| indexes.segment(&listed)).flatten() {
-                            Some(segment) => futures::future::Either::Left(futures::future::ready(
-                                Ok(Ok(segment)),
-                            )),
-                            None => futures::future::Either::Right(tokio::task::spawn_blocking(
-                                move || open_segment(&listed.path),
-                            )),
+                            Some(segment) => {
+                                futures::future::Either::Left(futures::future::ready(Ok(segment)))
+                            }
+                            None => futures::future::Either::Right(open_in_pool(listed.path)),
                         }
                     }))
                     .buffered(FOOTERS_AT_ONCE);
                     while let Some(result) = opened.next().await {
-                        let result = result.context("a footer decoding task failed")?;
                         match checked(result, checks, args).await {
                             Ok(seg) => keep(seg),
                             Err(e) => keep_or_fail(e)?,
@@ -497,15 +472,7 @@ async fn verify_data(segment: &Segment) -> Result<(), CaptureError> {
         (_, Some(data)) if data == sealed => {}
         _ => return Err(CaptureError::DataChanged { path: path() }),
     }
-    let footer = match &segment.footer {
-        Some(footer) => Arc::clone(&footer.metadata),
-        None => reopen(segment)
-            .await?
-            .footer
-            .map(|f| f.metadata)
-            .ok_or_else(|| CaptureError::DataChanged { path: path() })?,
-    };
-    match fantrace_schema::integrity::layout_problem(&footer, bytes) {
+    match fantrace_schema::integrity::layout_problem(&*footer(segment).await?, bytes) {
         None => Ok(()),
         Some(problem) => Err(CaptureError::LayoutChanged {
             path: path(),
@@ -524,11 +491,7 @@ pub struct Listed {
 
 /// The index of each directory segments were listed in, read once.
 #[derive(Default)]
-struct Indexes {
-    /// The index of the directory of the last lookup (listings come a directory at a time).
-    current: Option<(PathBuf, HashMap<String, fantrace_schema::index::Entry>)>,
-    others: HashMap<PathBuf, HashMap<String, fantrace_schema::index::Entry>>,
-}
+struct Indexes(HashMap<PathBuf, HashMap<String, fantrace_schema::index::Entry>>);
 
 impl Indexes {
     /// The segment as its directory's index describes it, if the line is of this very file
@@ -536,22 +499,17 @@ impl Indexes {
     fn segment(&mut self, listed: &Listed) -> Option<Segment> {
         use std::os::unix::fs::MetadataExt as _;
         let dir = listed.path.parent()?;
-        if self.current.as_ref().is_none_or(|(d, _)| d != dir) {
-            if let Some((d, index)) = self.current.take() {
-                self.others.insert(d, index);
-            }
-            let index = self.others.remove(dir).unwrap_or_else(|| {
-                fantrace_schema::index::read(dir).unwrap_or_else(|e| {
-                    eprintln!(
-                        "fantrace-analyzer: warning: {e}; its segments are opened one by one \
-                         instead (slower on a large capture)"
-                    );
-                    HashMap::new()
-                })
+        if !self.0.contains_key(dir) {
+            let index = fantrace_schema::index::read(dir).unwrap_or_else(|e| {
+                eprintln!(
+                    "fantrace-analyzer: warning: {e}; its segments are opened one by one \
+                     instead (slower on a large capture)"
+                );
+                HashMap::new()
             });
-            self.current = Some((dir.to_path_buf(), index));
+            self.0.insert(dir.to_path_buf(), index);
         }
-        let (_, index) = self.current.as_mut()?;
+        let index = self.0.get_mut(dir)?;
         if index.is_empty() {
             return None;
         }
@@ -573,6 +531,7 @@ impl Indexes {
 impl Segment {
     /// A segment known by its index line, not opened (see [`Segment::indexed`]).
     pub fn from_index(path: PathBuf, entry: fantrace_schema::index::Entry) -> Segment {
+        let file = entry.file();
         let mut metadata = entry.metadata;
         metadata.insert(
             keys::SCHEMA_VERSION.into(),
@@ -586,11 +545,7 @@ impl Segment {
             footer: None,
             largest_row_group: RowGroupSize { rows, bytes },
             seal_intact: None,
-            indexed: Some(Indexed {
-                ino: entry.ino,
-                size: entry.size,
-                mtime_ns: entry.mtime_ns,
-            }),
+            indexed: Some(file),
             object: None,
         }
     }
@@ -598,27 +553,56 @@ impl Segment {
 
 /// The segments with every metadata key: those known by their index line are opened (a few
 /// at a time). For the commands that show or copy all of a segment's metadata.
-pub async fn complete(segments: &[Segment]) -> Result<Vec<Segment>, CaptureError> {
-    let mut opened = futures::stream::iter(segments.iter().cloned().map(|segment| async move {
-        if segment.indexed.is_none() {
-            return Ok(segment);
-        }
-        let path = segment.path.clone();
-        tokio::task::spawn_blocking(move || open_segment(&path))
-            .await
-            .unwrap_or_else(|e| {
-                Err(CaptureError::NotParquet {
-                    path: segment.path,
-                    reason: format!("decoding its footer failed: {e}"),
-                })
-            })
-    }))
-    .buffered(FOOTERS_AT_ONCE);
-    let mut out = Vec::with_capacity(segments.len());
+pub async fn complete<'a>(
+    segments: impl IntoIterator<Item = &'a Segment>,
+) -> Result<Vec<Segment>, CaptureError> {
+    let mut opened =
+        futures::stream::iter(segments.into_iter().map(completed)).buffered(FOOTERS_AT_ONCE);
+    let mut out = Vec::new();
     while let Some(segment) = opened.next().await {
         out.push(segment?);
     }
     Ok(out)
+}
+
+/// The segment with every metadata key, owning what it needs (no borrow of `segment`).
+fn completed(segment: &Segment) -> impl Future<Output = Result<Segment, CaptureError>> + use<> {
+    let done = segment.indexed.is_none().then(|| segment.clone());
+    let path = segment.path.clone();
+    async move {
+        match done {
+            Some(segment) => Ok(segment),
+            None => open_in_pool(path).await,
+        }
+    }
+}
+
+/// [`open_segment`] on the blocking pool: decoding a footer is work, not waiting.
+async fn open_in_pool(path: PathBuf) -> Result<Segment, CaptureError> {
+    let on_pool = path.clone();
+    tokio::task::spawn_blocking(move || open_segment(&on_pool))
+        .await
+        .unwrap_or_else(|e| {
+            Err(CaptureError::NotParquet {
+                path,
+                reason: format!("decoding its footer failed: {e}"),
+            })
+        })
+}
+
+/// A segment's decoded footer: the one kept in memory, else read again.
+pub async fn footer(segment: &Segment) -> Result<Arc<ParquetMetaData>, CaptureError> {
+    match &segment.footer {
+        Some(footer) => Ok(Arc::clone(&footer.metadata)),
+        None => reopen(segment)
+            .await?
+            .footer
+            .map(|f| f.metadata)
+            .ok_or_else(|| CaptureError::NotParquet {
+                path: segment.path.clone(),
+                reason: "its footer could not be read again".to_string(),
+            }),
+    }
 }
 
 /// Expands each input (a segment file or a capture directory) into its segment files, sorted

@@ -39,7 +39,7 @@ struct File {
     /// Size and modification time, as the footer cache knows them (`None`: stat at scan).
     known: Option<(u64, SystemTime)>,
     /// What its index line says of it, checked at scan (see [`Segment::indexed`]).
-    indexed: Option<super::Indexed>,
+    indexed: Option<fantrace_schema::index::FileIdentity>,
     path: std::path::PathBuf,
     /// The first and last `time` in it, in ns since the epoch (`None`: not recorded).
     times: Option<(i64, i64)>,
