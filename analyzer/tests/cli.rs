@@ -837,6 +837,23 @@ fn the_capture_index_prunes_without_opening_and_is_checked_against_each_file() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{stderr}");
     assert_eq!(String::from_utf8_lossy(&out.stdout), "n,pid\n5,130\n");
+    // The same window as --since/--until: every table holds only its calls, and the
+    // segments outside it are left out before the session opens.
+    let at = |k: i64| fantrace_engine::timespec::rfc3339(T0 + k * 1_000_000_000);
+    let out = Command::new(env!("CARGO_BIN_EXE_fantrace-analyzer"))
+        .args(["query", "--timing", "--format", "csv", "-c"])
+        .arg(&cap)
+        .args(["--since", &at(30), "--until", &at(35)])
+        .arg("SELECT count(*) AS n, min(pid) AS pid FROM calls")
+        .output()
+        .unwrap();
+    let windowed = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{windowed}");
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "n,pid\n5,130\n");
+    assert!(
+        windowed.contains("45 segment(s) outside --since/--until left out (45 known from an index"),
+        "{windowed}"
+    );
     assert!(
         stderr.contains(
             "45 pruned by their recorded time range before opening (45 known from \

@@ -31,6 +31,7 @@ impl Bench {
                 dir.display()
             );
             synth::run(&SynthArgs {
+                start: synth::T0,
                 output: dir.clone(),
                 events,
                 segment_rows: 2_000_000,

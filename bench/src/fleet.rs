@@ -33,6 +33,7 @@ impl Bench {
             let _ = std::fs::remove_dir_all(&capture);
             eprintln!("  generating a {HOSTS}-host capture of {events} events");
             synth::run(&SynthArgs {
+                start: synth::T0,
                 output: capture.clone(),
                 events,
                 segment_rows: (events / 40).max(1),

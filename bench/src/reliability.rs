@@ -117,6 +117,7 @@ impl Bench {
                 dir.display()
             );
             synth::run(&SynthArgs {
+                start: synth::T0,
                 output: dir.clone(),
                 events: segments * 10,
                 segment_rows: 10,

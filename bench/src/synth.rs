@@ -39,6 +39,20 @@ pub struct SynthArgs {
     /// `--segment-rows` rows.
     #[arg(long, value_parser = parse_duration_ns)]
     pub rotate: Option<i64>,
+    /// When the calls begin (RFC 3339 or a date, UTC).
+    #[arg(long, default_value = "2026-11-01", value_parser = parse_start)]
+    pub start: i64,
+}
+
+fn parse_start(text: &str) -> Result<i64, String> {
+    let at = match chrono::NaiveDate::parse_from_str(text, "%Y-%m-%d") {
+        Ok(day) => day.and_hms_opt(0, 0, 0).map(|t| t.and_utc()),
+        Err(_) => chrono::DateTime::parse_from_rfc3339(text)
+            .ok()
+            .map(|t| t.to_utc()),
+    };
+    at.and_then(|t| t.timestamp_nanos_opt())
+        .ok_or_else(|| format!("{text:?} is not a date (2026-11-01) or an RFC 3339 time"))
 }
 
 /// A duration as `--span` and `--rotate` take it, in nanoseconds.
@@ -73,7 +87,8 @@ struct Cut {
 
 /// Where the segments begin and end: every `rotate` of the span, or every `segment_rows`.
 fn cuts(args: &SynthArgs, step: i64) -> Vec<Cut> {
-    let at = |n: u64| T0 + n as i64 * step;
+    let t0 = args.start;
+    let at = |n: u64| t0 + n as i64 * step;
     let mut out = Vec::new();
     match args.rotate {
         Some(rotate) => {
@@ -86,8 +101,8 @@ fn cuts(args: &SynthArgs, step: i64) -> Vec<Cut> {
                 out.push(Cut {
                     first: lo,
                     rows: hi - lo,
-                    start_ns: T0 + start,
-                    end_ns: T0 + end,
+                    start_ns: t0 + start,
+                    end_ns: t0 + end,
                 });
                 start = end;
             }
@@ -109,7 +124,7 @@ fn cuts(args: &SynthArgs, step: i64) -> Vec<Cut> {
     out
 }
 
-/// 2026-11-01T00:00:00Z, where the calls begin.
+/// 2026-11-01T00:00:00Z, where the calls begin unless `--start` says otherwise.
 pub const T0: i64 = 1_793_491_200_000_000_000;
 /// The default span: one day of calls.
 pub const DAY_NS: i64 = 86_400_000_000_000;
@@ -278,7 +293,7 @@ pub fn run(args: &SynthArgs) -> anyhow::Result<()> {
             };
             let path_bytes: &[u8] = if init { b"" } else { file_name.as_bytes() };
             let facts = synthetic_facts(&ev, &file_name);
-            b.append(&ev, path_bytes, T0, &processes[proc_ix], &facts);
+            b.append(&ev, path_bytes, args.start, &processes[proc_ix], &facts);
             if b.len() >= ROW_GROUP_ROWS {
                 w.write(&b.finish()?)?;
                 w.flush()?;
@@ -318,8 +333,8 @@ pub fn run(args: &SynthArgs) -> anyhow::Result<()> {
         .chain(
             (rows > 0)
                 .then(|| {
-                    let first = T0 + written as i64 * step;
-                    let last = T0 + (written + rows - 1) as i64 * step;
+                    let first = args.start + written as i64 * step;
+                    let last = args.start + (written + rows - 1) as i64 * step;
                     [
                         (keys::TIME_MIN.to_string(), rfc3339(first)),
                         (keys::TIME_MAX.to_string(), rfc3339(last)),

@@ -30,6 +30,9 @@ pub struct SessionOptions {
     pub no_stats: bool,
     /// Run queries on this Ballista cluster (`df://host:port`) instead of in this process.
     pub cluster: Option<String>,
+    /// Every table holds only the calls in this window (ns since the epoch, inclusive): what
+    /// `--since`/`--until` ask for (see `CaptureArgs::window`).
+    pub window: Option<(i64, i64)>,
 }
 
 /// Statements that write, change settings or reach outside the captures are refused.
@@ -73,7 +76,11 @@ pub async fn open_captures(
     let loaded =
         crate::capture::load(args, crate::capture::Checks::for_queries(opts.memory_limit)).await?;
     crate::capture::warn_about_gaps(&loaded.segments);
-    let ctx = open(&loaded.segments, opts).await?;
+    let opts = SessionOptions {
+        window: args.window.or(opts.window),
+        ..opts.clone()
+    };
+    let ctx = open(&loaded.segments, &opts).await?;
     Ok((loaded, ctx))
 }
 
@@ -123,7 +130,17 @@ pub async fn open(segments: &[Segment], opts: &SessionOptions) -> anyhow::Result
     crate::sql::functions::register(&ctx);
     crate::sql::bounded_functions::register(&ctx, opts.memory_limit);
     share_footers(&ctx, segments);
-    let calls = calls_frame(&ctx, segments, opts.memory_limit).await?;
+    let mut calls = calls_frame(&ctx, segments, opts.memory_limit).await?;
+    if let Some((lo, hi)) = opts.window {
+        use datafusion::prelude::{col, lit};
+        let at = |ns| {
+            lit(datafusion::common::ScalarValue::TimestampNanosecond(
+                Some(ns),
+                Some("UTC".into()),
+            ))
+        };
+        calls = calls.filter(col("time").between(at(lo), at(hi)))?;
+    }
     // The segments hold both syscalls; `events` and `inits` are the views people query.
     ctx.register_table("calls", calls.into_view())
         .context("registering table calls")?;

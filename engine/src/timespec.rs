@@ -59,6 +59,24 @@ pub fn sql_literal(ns: i64) -> String {
     format!("arrow_cast({ns}, 'Timestamp(Nanosecond, Some(\"UTC\"))')")
 }
 
+/// The window `--since SINCE --until UNTIL` name, as ns since the epoch, inclusive at both
+/// ends (`--until` is exclusive); `None` when neither is given.
+pub fn window(
+    since: Option<&str>,
+    until: Option<&str>,
+    now: DateTime<Utc>,
+) -> Result<Option<(i64, i64)>, String> {
+    let since = since.map(|t| parse(t, now)).transpose()?;
+    let until = until.map(|t| parse(t, now)).transpose()?;
+    if since.is_none() && until.is_none() {
+        return Ok(None);
+    }
+    Ok(Some((
+        since.unwrap_or(i64::MIN),
+        until.map_or(i64::MAX, |u| u.saturating_sub(1)),
+    )))
+}
+
 /// RFC 3339 with nanoseconds, as segment metadata spells times.
 pub fn rfc3339(ns: i64) -> String {
     DateTime::from_timestamp_nanos(ns).to_rfc3339_opts(chrono::SecondsFormat::Nanos, true)

@@ -74,6 +74,15 @@ fn run(cli: Cli) -> anyhow::Result<()> {
     if cli.rotate_interval.is_zero() {
         anyhow::bail!("--rotate-interval must be more than 0 seconds");
     }
+    // A store's readers find a segment under the day it started and expect it to end within
+    // a day (see fantrace_storage::layout::days_for).
+    if upload_to.is_some() && cli.rotate_interval > std::time::Duration::from_secs(86_400) {
+        anyhow::bail!(
+            "--rotate-interval {} s is over a day, which --upload does not take: segments in a \
+             store are found by the day they start; use --rotate-interval 24h or less",
+            cli.rotate_interval.as_secs()
+        );
+    }
     // The directory and its lock come first: a second recorder on it must fail before it
     // attaches anything. A start that fails after this takes the directory away again.
     let created = dest.create()?;

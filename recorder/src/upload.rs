@@ -75,6 +75,7 @@ async fn run(cfg: &UploadConfig, wake: &Receiver<()>) -> UploadSummary {
     let mut retry = FIRST_RETRY;
     let mut stop_by: Option<Instant> = None;
     let started = Instant::now();
+    let mut chunk = IndexChunk::default();
     loop {
         let waiting = match waiting_segments(&cfg.dir) {
             Ok(w) => w,
@@ -87,11 +88,12 @@ async fn run(cfg: &UploadConfig, wake: &Receiver<()>) -> UploadSummary {
         let mut failed = false;
         for path in &waiting {
             match ship(cfg, path).await {
-                Ok((key, bytes)) => {
+                Ok((key, bytes, entry)) => {
+                    chunk.add(cfg, &key, entry).await;
                     summary.segments += 1;
                     summary.bytes += bytes;
                     cfg.progress.uploaded.fetch_add(1, Ordering::Relaxed);
-                    tracing::debug!(segment = %path.display(), %key, "uploaded");
+                    tracing::debug!(segment = %path.display(), key = %cfg.location.url_of(&key), "uploaded");
                     retry = FIRST_RETRY;
                     // Stopping waits for a store that makes progress, however long the backlog.
                     if let Some(deadline) = stop_by.as_mut() {
@@ -159,8 +161,75 @@ async fn run(cfg: &UploadConfig, wake: &Receiver<()>) -> UploadSummary {
             }
         }
     }
+    chunk.flush(cfg).await;
     summary.seconds = started.elapsed().as_secs_f64();
     summary
+}
+
+/// The index lines of the segments shipped lately to one folder, kept there as an object of
+/// their own (see [`fantrace_storage::index_chunk_key`]), rewritten after each segment: an
+/// analyzer reading a year of segments learns their time ranges from a GET per chunk
+/// instead of a GET per footer. A chunk holds at most [`CHUNK_SEGMENTS`] segments' lines (an
+/// hour at the default rotation), so rewriting it stays cheap. Losing a chunk (the store
+/// refused it, the recorder died) costs readers only speed: a segment without a line is read
+/// by its footer.
+#[derive(Default)]
+struct IndexChunk {
+    key: Option<object_store::path::Path>,
+    entries: Vec<fantrace_schema::index::Entry>,
+    /// Whether the store holds the chunk as `entries` are.
+    stored: bool,
+}
+
+const CHUNK_SEGMENTS: usize = 60;
+
+impl IndexChunk {
+    async fn add(
+        &mut self,
+        cfg: &UploadConfig,
+        segment_key: &object_store::path::Path,
+        entry: fantrace_schema::index::Entry,
+    ) {
+        let key = fantrace_storage::index_chunk_key(segment_key, &entry.name);
+        let same_folder = self.key.as_ref().is_some_and(|k| folder(k) == folder(&key));
+        if !same_folder || self.entries.len() >= CHUNK_SEGMENTS {
+            self.flush(cfg).await;
+            self.key = Some(key);
+            self.entries.clear();
+        }
+        self.entries.push(entry);
+        self.stored = false;
+        self.flush(cfg).await;
+    }
+
+    /// Writes the chunk if the store does not hold it as it is; a failure is retried with the
+    /// next segment or at the end.
+    async fn flush(&mut self, cfg: &UploadConfig) {
+        let Some(key) = &self.key else { return };
+        if self.stored || self.entries.is_empty() {
+            return;
+        }
+        let lines = fantrace_schema::index::to_lines(&self.entries);
+        match cfg
+            .location
+            .store
+            .put(key, PutPayload::from_bytes(Bytes::from(lines)))
+            .await
+        {
+            Ok(_) => self.stored = true,
+            Err(e) => tracing::warn!(
+                "uploader: writing the index chunk {key}: {}; readers open those segments' \
+                 footers instead until it is written",
+                explain(e)
+            ),
+        }
+    }
+}
+
+/// The folder a key is in.
+fn folder(key: &object_store::path::Path) -> Vec<String> {
+    let parts: Vec<String> = key.parts().map(|p| p.as_ref().to_string()).collect();
+    parts[..parts.len().saturating_sub(1)].to_vec()
 }
 
 fn publish_backlog(progress: &WriterProgress, waiting: &[PathBuf]) {
@@ -181,9 +250,14 @@ pub fn waiting_segments(dir: &Path) -> anyhow::Result<Vec<PathBuf>> {
 }
 
 /// Uploads one segment, confirms the store holds its bytes, then removes the local file.
-async fn ship(cfg: &UploadConfig, path: &Path) -> anyhow::Result<(String, u64)> {
+/// Returns its URL, size and index line.
+async fn ship(
+    cfg: &UploadConfig,
+    path: &Path,
+) -> anyhow::Result<(object_store::path::Path, u64, fantrace_schema::index::Entry)> {
     let bytes =
         Bytes::from(std::fs::read(path).with_context(|| format!("reading {}", path.display()))?);
+    let entry = fantrace_schema::index::Entry::of_file(path)?;
     let (hostname, date) = origin(path, &bytes)?;
     let file_name = path
         .file_name()
@@ -232,7 +306,7 @@ async fn ship(cfg: &UploadConfig, path: &Path) -> anyhow::Result<(String, u64)> 
         // uploaded again (same key, same bytes), but it would count in the backlog.
         let _ = dir.sync_all();
     }
-    Ok((cfg.location.url_of(&key), bytes.len() as u64))
+    Ok((key, bytes.len() as u64, entry))
 }
 
 /// Whether the stored object is these bytes: its size, and its ETag against the one computed

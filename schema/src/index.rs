@@ -10,7 +10,7 @@
 //! [`compact`]. JSON Lines, so that `jq` reads it too.
 use std::borrow::Cow;
 use std::collections::{BTreeMap, HashMap};
-use std::io::{BufRead as _, Write as _};
+use std::io::Write as _;
 use std::os::unix::fs::{MetadataExt as _, OpenOptionsExt as _};
 use std::path::{Path, PathBuf};
 
@@ -307,18 +307,18 @@ pub fn read(dir: &Path) -> Result<HashMap<String, Entry>, IndexError> {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(HashMap::new()),
         Err(cause) => return Err(IndexError::Io { path, cause }),
     };
+    parse(std::io::BufReader::with_capacity(1 << 20, file))
+        .map_err(|cause| IndexError::Io { path, cause })
+}
+
+/// The lines of an index (a local one, or a chunk of one in an object store) by file name,
+/// the last for a name winning; a line that does not parse is left out.
+pub fn parse(mut reader: impl std::io::BufRead) -> std::io::Result<HashMap<String, Entry>> {
     let mut out = HashMap::new();
-    let mut reader = std::io::BufReader::with_capacity(1 << 20, file);
     let mut line = Vec::new();
     loop {
         line.clear();
-        let n = reader
-            .read_until(b'\n', &mut line)
-            .map_err(|cause| IndexError::Io {
-                path: path.clone(),
-                cause,
-            })?;
-        if n == 0 {
+        if reader.read_until(b'\n', &mut line)? == 0 {
             break;
         }
         if let Ok(entry) = serde_json::from_slice::<Entry>(&line) {
@@ -326,6 +326,16 @@ pub fn read(dir: &Path) -> Result<HashMap<String, Entry>, IndexError> {
         }
     }
     Ok(out)
+}
+
+/// `entries` as index lines.
+pub fn to_lines<'a>(entries: impl IntoIterator<Item = &'a Entry>) -> Vec<u8> {
+    let mut out = Vec::new();
+    for entry in entries {
+        serde_json::to_writer(&mut out, entry).expect("an index entry serializes");
+        out.push(b'\n');
+    }
+    out
 }
 
 /// Rewrites `dir`'s index without the lines of segments no longer there (by rename, so a

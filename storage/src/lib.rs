@@ -5,5 +5,5 @@ pub mod layout;
 pub mod location;
 pub mod upload_check;
 
-pub use layout::{HiveKey, hive_key};
+pub use layout::{HiveKey, hive_key, index_chunk_key};
 pub use location::{Location, StorageError, open};

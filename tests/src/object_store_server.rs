@@ -118,7 +118,8 @@ admin_token = "fantrace-test-admin"
             .arg("-c")
             .arg(&self.config)
             .arg("server")
-            .env("RUST_LOG", "garage=warn")
+            // Each S3 request is logged at info: what `s3_requests` counts.
+            .env("RUST_LOG", "garage=warn,garage_api_common=info")
             .stdout(log.try_clone().expect("log handle"))
             .stderr(log)
             .spawn()
@@ -186,6 +187,31 @@ admin_token = "fantrace-test-admin"
         self.kill();
         self.spawn(binary);
         self.wait_for_s3();
+    }
+
+    /// How many S3 requests the server received so far, by kind (`LIST`, `GET`, `HEAD`,
+    /// `PUT`...), as the server's own log records each one.
+    pub fn s3_requests(&self) -> std::collections::BTreeMap<String, u64> {
+        // The log line is written as the request is taken; a moment lets the last one land.
+        std::thread::sleep(Duration::from_millis(300));
+        let log = std::fs::read_to_string(self.dir.join("garage.log")).expect("reading garage.log");
+        let mut out = std::collections::BTreeMap::new();
+        for line in log.lines() {
+            let Some((_, request)) = line.split_once(&format!("(key {KEY_ID}) ")) else {
+                continue;
+            };
+            let mut parts = request.split(' ');
+            let (Some(method), Some(target)) = (parts.next(), parts.next()) else {
+                continue;
+            };
+            let kind = if method == "GET" && target.contains("list-type=") {
+                "LIST"
+            } else {
+                method
+            };
+            *out.entry(kind.to_string()).or_insert(0) += 1;
+        }
+        out
     }
 
     /// The environment an S3 client of this server needs.

@@ -391,3 +391,117 @@ fn a_cluster_answers_as_the_analyzer_does_over_a_bucket() {
         );
     }
 }
+
+/// `fantrace-bench synth` into `dir`, failing on error.
+fn synth(dir: &Path, args: &[&str]) {
+    let out = Command::new(bin("fantrace-bench"))
+        .arg("synth")
+        .args(args)
+        .arg("--output")
+        .arg(dir)
+        .output()
+        .expect("running fantrace-bench synth");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn an_hour_of_a_year_in_a_bucket_lists_only_its_days() {
+    let test = "an_hour_of_a_year_in_a_bucket_lists_only_its_days";
+    let Some(garage_bin) = garage_binary(test) else {
+        return;
+    };
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let garage = Garage::start(&garage_bin, &tmp.path().join("garage"));
+    // A year of one host, shipped as its recorder would: a segment a day, and one day at the
+    // default rotation of a segment a minute (1,440 segments that day).
+    let year = tmp.path().join("year");
+    synth(
+        &year,
+        &[
+            "--events",
+            "3650",
+            "--span",
+            "365d",
+            "--rotate",
+            "1d",
+            "--start",
+            "2026-11-01",
+        ],
+    );
+    let busy = tmp.path().join("busy-day");
+    synth(
+        &busy,
+        &[
+            "--events",
+            "14400",
+            "--span",
+            "1d",
+            "--rotate",
+            "1m",
+            "--start",
+            "2027-03-01",
+        ],
+    );
+    let window = [
+        "--since",
+        "2027-03-01T12:00:00Z",
+        "--until",
+        "2027-03-01T13:00:00Z",
+    ];
+    let sql = "SELECT count(*) AS calls, min(time) AS first, max(time) AS last FROM calls";
+    let local = answer(&analyzer_on(
+        &garage,
+        &[
+            &[
+                "query",
+                "-c",
+                &year.to_string_lossy(),
+                "-c",
+                &busy.to_string_lossy(),
+            ],
+            &window[..],
+            &["--format", "csv", sql],
+        ]
+        .concat(),
+    ));
+    let url = format!("s3://{BUCKET}/year/");
+    upload_only(&garage, &year, &url);
+    upload_only(&garage, &busy, &url);
+
+    let before = garage.s3_requests();
+    let out = Command::new(bin("fantrace-analyzer"))
+        .args(["query", "-c", &url, "--timing", "--format", "csv"])
+        .args(window)
+        .arg(sql)
+        .envs(garage.client_env())
+        .output()
+        .expect("running fantrace-analyzer");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    let after = garage.s3_requests();
+    let made: std::collections::BTreeMap<&str, u64> = after
+        .iter()
+        .map(|(k, v)| (k.as_str(), v - before.get(k).copied().unwrap_or(0)))
+        .filter(|(_, n)| *n > 0)
+        .collect();
+    eprintln!("{test}: requests for one hour of a year: {made:?}\n{stderr}");
+    // The same calls as the local capture gives.
+    assert_eq!(answer(&String::from_utf8_lossy(&out.stdout)), local);
+    // Three of 365 days listed: the hour's day and one on each side.
+    assert!(
+        stderr.contains("3 date= folder(s) listed"),
+        "the window's days are listed, no others: {stderr}"
+    );
+    // Listing: the host, its days, and three folders of at most two pages each.
+    let lists = made.get("LIST").copied().unwrap_or(0);
+    assert!(lists <= 2 + 6, "{lists} listings: {made:?}");
+    // Reading: the three days' index chunks (26), then the 61 segments with calls in the
+    // hour (its 60 minutes and the busy day's daily segment), a few requests each; never a
+    // footer per listed segment (1,442 in those days).
+    let total: u64 = made.values().sum();
+    assert!(total <= 8 + 26 + 61 * 5, "{total} requests: {made:?}");
+}

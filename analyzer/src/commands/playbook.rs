@@ -86,6 +86,7 @@ pub async fn run(args: PlaybookArgs, opts: SessionOptions) -> anyhow::Result<()>
         skip_bad: args.skip_bad,
         verify_data: args.verify_data,
         endpoint: args.endpoint.clone(),
+        window: None,
     };
     let (loaded, ctx) = session::open_captures(&captures, &opts).await?;
     super::query::deliver(

@@ -30,6 +30,14 @@ pub struct QueryArgs {
     /// query took (process start-up excluded), like DuckDB's `.timer on`.
     #[arg(long)]
     pub timing: bool,
+    /// Only calls at or after this time (RFC 3339, a date, or a span back from now: 90s, 15m,
+    /// 1h, 2d, 1w): every table then holds only the window's calls, and segments outside it
+    /// are never opened (in an object store, only the days that can hold it are listed).
+    #[arg(long)]
+    pub since: Option<String>,
+    /// Only calls before this time (same forms).
+    #[arg(long)]
+    pub until: Option<String>,
     /// The SQL statement. Tables: events (one row per fanotify_mark call), inits (one per
     /// fanotify_init call), calls (both, as stored), stats (one row per segment). Without it
     /// (and without -f), the SQL is read from standard input.
@@ -60,9 +68,15 @@ fn read_sql(args: &QueryArgs) -> anyhow::Result<String> {
     Ok(sql)
 }
 
-pub async fn run(args: QueryArgs, opts: SessionOptions) -> anyhow::Result<()> {
+pub async fn run(mut args: QueryArgs, opts: SessionOptions) -> anyhow::Result<()> {
     let sql = read_sql(&args)?;
     let started = std::time::Instant::now();
+    args.capture.window = fantrace_engine::timespec::window(
+        args.since.as_deref(),
+        args.until.as_deref(),
+        chrono::Utc::now(),
+    )
+    .map_err(anyhow::Error::msg)?;
     let (loaded, ctx) = session::open_captures(&args.capture, &opts).await?;
     deliver(
         &ctx,
@@ -75,6 +89,9 @@ pub async fn run(args: QueryArgs, opts: SessionOptions) -> anyhow::Result<()> {
     .await?;
     if args.timing {
         eprintln!("Run Time: {:.6} s", started.elapsed().as_secs_f64());
+        if let Some(line) = loaded.windowed.summary(args.capture.window) {
+            eprintln!("Window: {line}");
+        }
         if let Some(line) = session::pruning(&ctx).and_then(|p| p.summary()) {
             eprintln!("Segments: {line}");
         }

@@ -52,8 +52,11 @@ fn replay_sql(clause: &str) -> String {
 }
 
 pub async fn run(args: ReplayArgs, opts: SessionOptions) -> anyhow::Result<()> {
-    let (_, ctx) = session::open_captures(&args.capture, &opts).await?;
-    let selection = args.selection.resolve(&ctx).await?;
+    let now = chrono::Utc::now();
+    let mut captures = args.capture.clone();
+    captures.window = args.selection.window(now)?;
+    let (_, ctx) = session::open_captures(&captures, &opts).await?;
+    let selection = args.selection.resolve(&ctx, now).await?;
     let batches = session::run_sql(&ctx, &replay_sql(&selection.clause)).await?;
     let mut previous: Option<i64> = None;
     for batch in &batches {

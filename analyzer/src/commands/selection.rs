@@ -38,8 +38,18 @@ fn sql_string(s: &str) -> String {
 }
 
 impl Selection {
-    pub async fn resolve(&self, ctx: &SessionContext) -> anyhow::Result<Resolved> {
-        let now = chrono::Utc::now();
+    /// The window `--since`/`--until` name (see `CaptureArgs::window`), against `now`.
+    pub fn window(&self, now: chrono::DateTime<chrono::Utc>) -> anyhow::Result<Option<(i64, i64)>> {
+        timespec::window(self.since.as_deref(), self.until.as_deref(), now)
+            .map_err(anyhow::Error::msg)
+    }
+
+    /// The selection as SQL; `now` is the one [`Selection::window`] was resolved against.
+    pub async fn resolve(
+        &self,
+        ctx: &SessionContext,
+        now: chrono::DateTime<chrono::Utc>,
+    ) -> anyhow::Result<Resolved> {
         let time = |t: &Option<String>| -> anyhow::Result<Option<i64>> {
             t.as_deref()
                 .map(|t| timespec::parse(t, now).map_err(anyhow::Error::msg))

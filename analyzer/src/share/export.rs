@@ -211,12 +211,15 @@ pub async fn run(args: ExportArgs, opts: SessionOptions) -> anyhow::Result<()> {
     };
     let signer = args.sign.as_deref().map(Signer::load).transpose()?;
 
-    let (loaded, ctx) = session::open_captures(&args.capture, &opts).await?;
+    let now = chrono::Utc::now();
+    let mut captures = args.capture.clone();
+    captures.window = args.selection.window(now)?;
+    let (loaded, ctx) = session::open_captures(&captures, &opts).await?;
     if let Some(p) = &pseudo {
         register_pseudonyms(&ctx, p);
     }
 
-    let selection = args.selection.resolve(&ctx).await?;
+    let selection = args.selection.resolve(&ctx, now).await?;
     let (filter, since, until) = (selection.clause, selection.since, selection.until);
 
     if args.dry_run {

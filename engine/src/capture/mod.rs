@@ -225,12 +225,57 @@ pub struct CaptureArgs {
     /// AWS_SECRET_ACCESS_KEY (GOOGLE_* and AZURE_* for gs:// and az://).
     #[arg(long, value_name = "URL")]
     pub endpoint: Option<String>,
+    /// Only segments with calls in this window (ns since the epoch, inclusive) are read, set
+    /// by the commands that take `--since`/`--until`: segments known to lie outside it are
+    /// never opened, and in an object store only the `date=` folders that can hold its calls
+    /// are listed.
+    #[arg(skip)]
+    pub window: Option<(i64, i64)>,
 }
 
 /// The readable segments, and (with `--skip-bad`) why the others were left out.
 pub struct Loaded {
     pub segments: Vec<Segment>,
     pub bad: Vec<CaptureError>,
+    /// How the window left segments out before they were read.
+    pub windowed: Windowed,
+}
+
+/// What `--since`/`--until` (see [`CaptureArgs::window`]) saved.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Windowed {
+    /// Segments whose recorded time range lies outside the window: left out.
+    pub outside: u64,
+    /// Of those, the ones known by an index line, never opened.
+    pub unopened: u64,
+    /// `date=` folders listed in object stores, when the window chose them.
+    pub folders: Option<usize>,
+}
+
+impl Windowed {
+    /// One line for `--timing`; `None` without a window.
+    pub fn summary(&self, window: Option<(i64, i64)>) -> Option<String> {
+        window?;
+        let folders = self
+            .folders
+            .map(|n| format!("; {n} date= folder(s) listed in the object store"))
+            .unwrap_or_default();
+        Some(format!(
+            "{} segment(s) outside --since/--until left out ({} known from an index, never \
+             opened){folders}",
+            self.outside, self.unopened
+        ))
+    }
+}
+
+/// Whether `segment` may hold a call in `window`: its recorded time range meets it, or it has
+/// none (an older segment, or one with no calls that still says something: losses, the end of
+/// a recording).
+fn in_window(segment: &Segment, window: Option<(i64, i64)>) -> bool {
+    match (window, segment.time_range()) {
+        (Some((lo, hi)), Some((min, max))) => max >= lo && min <= hi,
+        _ => true,
+    }
 }
 
 /// Finds and checks every segment of the captures, reading each segment once however often it
@@ -302,6 +347,7 @@ pub async fn load_all(args: &CaptureArgs, checks: Checks) -> anyhow::Result<Load
             Err(err.into())
         }
     };
+    let mut windowed = Windowed::default();
     let mut footer_bytes = 0;
     let mut keep = |mut seg: Segment| {
         footer_bytes += seg.footer.as_ref().map_or(0, |f| f.metadata.memory_size());
@@ -313,22 +359,45 @@ pub async fn load_all(args: &CaptureArgs, checks: Checks) -> anyhow::Result<Load
     for input in &args.captures {
         let text = input.to_string_lossy();
         if fantrace_storage::location::is_url(&text) {
-            let objects = match crate::capture::remote::list(&text, args.endpoint.as_deref()).await
-            {
-                Ok(objects) => objects,
-                Err(e) => {
-                    keep_or_fail(e)?;
+            let listing =
+                match crate::capture::remote::list(&text, args.endpoint.as_deref(), args.window)
+                    .await
+                {
+                    Ok(listing) => listing,
+                    Err(e) => {
+                        keep_or_fail(e)?;
+                        continue;
+                    }
+                };
+            if let Some(n) = listing.folders {
+                *windowed.folders.get_or_insert(0) += n;
+            }
+            let use_index = checks.index && !args.verify_data;
+            let mut index = listing.index;
+            let mut opened = futures::stream::iter(listing.objects.into_iter().map(|object| {
+                let line = use_index
+                    .then(|| index.remove(&object.key))
+                    .flatten()
+                    .filter(|line| line.describes(&object));
+                match line {
+                    Some(line) => futures::future::Either::Left(futures::future::ready(Ok(
+                        Segment::from_index_remote(object, line.entry),
+                    ))),
+                    None => {
+                        futures::future::Either::Right(crate::capture::remote::open_segment(object))
+                    }
+                }
+            }))
+            .buffered(FOOTERS_AT_ONCE);
+            while let Some(result) = opened.next().await {
+                if let Ok(segment) = &result
+                    && !in_window(segment, args.window)
+                {
+                    windowed.outside += 1;
+                    windowed.unopened += u64::from(segment.indexed.is_some());
                     continue;
                 }
-            };
-            for object in objects {
-                match checked(
-                    crate::capture::remote::open_segment(object).await,
-                    checks,
-                    args,
-                )
-                .await
-                {
+                match checked(result, checks, args).await {
                     Ok(seg) => keep(seg),
                     Err(e) => keep_or_fail(e)?,
                 }
@@ -354,6 +423,13 @@ pub async fn load_all(args: &CaptureArgs, checks: Checks) -> anyhow::Result<Load
                     }))
                     .buffered(FOOTERS_AT_ONCE);
                     while let Some(result) = opened.next().await {
+                        if let Ok(segment) = &result
+                            && !in_window(segment, args.window)
+                        {
+                            windowed.outside += 1;
+                            windowed.unopened += u64::from(segment.indexed.is_some());
+                            continue;
+                        }
                         match checked(result, checks, args).await {
                             Ok(seg) => keep(seg),
                             Err(e) => keep_or_fail(e)?,
@@ -368,9 +444,22 @@ pub async fn load_all(args: &CaptureArgs, checks: Checks) -> anyhow::Result<Load
         eprintln!("fantrace-analyzer: skipped: {err}");
     }
     if segments.is_empty() {
+        if let Some((lo, hi)) = args.window
+            && windowed.outside + windowed.folders.unwrap_or(0) as u64 > 0
+        {
+            anyhow::bail!(
+                "no segment of the captures holds calls between {} and {}: widen --since/--until",
+                crate::timespec::rfc3339(lo),
+                crate::timespec::rfc3339(hi)
+            );
+        }
         anyhow::bail!("no readable capture segment among the inputs");
     }
-    Ok(Loaded { segments, bad })
+    Ok(Loaded {
+        segments,
+        bad,
+        windowed,
+    })
 }
 
 /// Prints a warning for each kind of call the recording missed: calls the probe could not
@@ -529,6 +618,28 @@ impl Indexes {
 }
 
 impl Segment {
+    /// A segment in an object store known by its folder's index chunk, whose line the caller
+    /// found to describe the object as listed ([`remote::IndexLine::describes`]).
+    pub fn from_index_remote(
+        object: remote::RemoteObject,
+        entry: fantrace_schema::index::Entry,
+    ) -> Segment {
+        let url = format!("{}/{}", object.store_url, object.key);
+        let mut segment = Segment::from_index(PathBuf::from(url), entry);
+        segment.object = Some(object);
+        segment
+    }
+
+    /// The first and last `time` its metadata records, in ns since the epoch.
+    pub fn time_range(&self) -> Option<(i64, i64)> {
+        let at = |key| {
+            chrono::DateTime::parse_from_rfc3339(self.meta(key)?)
+                .ok()?
+                .timestamp_nanos_opt()
+        };
+        Some((at(keys::TIME_MIN)?, at(keys::TIME_MAX)?))
+    }
+
     /// A segment known by its index line, not opened (see [`Segment::indexed`]).
     pub fn from_index(path: PathBuf, entry: fantrace_schema::index::Entry) -> Segment {
         let file = entry.file();
@@ -569,10 +680,12 @@ pub async fn complete<'a>(
 fn completed(segment: &Segment) -> impl Future<Output = Result<Segment, CaptureError>> + use<> {
     let done = segment.indexed.is_none().then(|| segment.clone());
     let path = segment.path.clone();
+    let object = segment.object.clone();
     async move {
-        match done {
-            Some(segment) => Ok(segment),
-            None => open_in_pool(path).await,
+        match (done, object) {
+            (Some(segment), _) => Ok(segment),
+            (None, Some(object)) => remote::open_segment(object).await,
+            (None, None) => open_in_pool(path).await,
         }
     }
 }

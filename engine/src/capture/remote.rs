@@ -4,7 +4,9 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use futures::TryStreamExt as _;
+use std::collections::HashMap;
+
+use futures::{StreamExt as _, TryStreamExt as _};
 use object_store::path::Path;
 use object_store::{ObjectMeta, ObjectStore, ObjectStoreExt as _};
 
@@ -33,11 +35,30 @@ fn failed(url: &str, cause: impl std::fmt::Display) -> CaptureError {
     }
 }
 
+/// What a listing found: the segment objects, and the index lines of those the folders' index
+/// chunks describe (by object key).
+pub struct Listing {
+    pub objects: Vec<RemoteObject>,
+    pub index: HashMap<Path, IndexLine>,
+    /// The `date=` folders listed, when a time window chose them (else every folder under the
+    /// prefix was listed).
+    pub folders: Option<usize>,
+}
+
 /// The segment objects a capture URL names: one object (`.../x.parquet`), every `*.parquet`
 /// under a prefix (recursively, so a fleet's `host=*/date=*` folders are all read), or those
 /// matching a glob (`s3://b/fleet/host=web*/date=2026-11-2[56]/`): listing starts at the text
 /// before the first wildcard, so the glob also narrows what is listed.
-pub async fn list(text: &str, endpoint: Option<&str>) -> Result<Vec<RemoteObject>, CaptureError> {
+///
+/// With a time `window` (ns, inclusive) and a prefix laid out as a fleet's (`host=*/date=*/`,
+/// or one host's `date=*/`), only the `date=` folders that can hold a call of the window are
+/// listed (see `fantrace_storage::layout::days_for`): a year of segments costs a listing of
+/// its hosts and their days, then of three days per day of the window.
+pub async fn list(
+    text: &str,
+    endpoint: Option<&str>,
+    window: Option<(i64, i64)>,
+) -> Result<Listing, CaptureError> {
     let location = fantrace_storage::open(text, endpoint).map_err(|e| failed(text, e))?;
     let store_url = location.store_url();
     let object = |meta: ObjectMeta| RemoteObject {
@@ -58,7 +79,7 @@ pub async fn list(text: &str, endpoint: Option<&str>) -> Result<Vec<RemoteObject
         })?;
         let literal = &decoded[..decoded[..star].rfind('/').map_or(0, |i| i + 1)];
         let prefix = Path::from(literal.trim_end_matches('/'));
-        let metas = list_segments(&location.store, &prefix, text).await?;
+        let (metas, chunks) = list_segments(&location.store, &prefix, text).await?;
         let options = glob::MatchOptions {
             require_literal_separator: true,
             ..Default::default()
@@ -77,7 +98,12 @@ pub async fn list(text: &str, endpoint: Option<&str>) -> Result<Vec<RemoteObject
                 pattern: text.to_string(),
             });
         }
-        return Ok(matching);
+        let index = read_chunks(&location.store, &chunks, text).await?;
+        return Ok(Listing {
+            objects: matching,
+            index,
+            folders: None,
+        });
     }
     if path.ends_with(".parquet") {
         let meta = location
@@ -85,36 +111,193 @@ pub async fn list(text: &str, endpoint: Option<&str>) -> Result<Vec<RemoteObject
             .head(&location.prefix)
             .await
             .map_err(|e| failed(text, e))?;
-        return Ok(vec![object(meta)]);
+        return Ok(Listing {
+            objects: vec![object(meta)],
+            index: HashMap::new(),
+            folders: None,
+        });
     }
-    let metas = list_segments(&location.store, &location.prefix, text).await?;
-    if metas.is_empty() {
+    let chosen = match window {
+        Some((lo, hi)) => day_folders(&location.store, &location.prefix, lo, hi, text).await?,
+        None => None,
+    };
+    let (metas, chunks, folders) = match chosen {
+        Some((mut metas, folders)) => {
+            let mut chunks = Vec::new();
+            let mut listed = futures::stream::iter(
+                folders
+                    .iter()
+                    .map(|f| list_segments(&location.store, f, text)),
+            )
+            .buffered(LISTS_AT_ONCE);
+            while let Some(found) = listed.next().await {
+                let (m, c) = found?;
+                metas.extend(m);
+                chunks.extend(c);
+            }
+            metas.sort_by(|a, b| a.location.cmp(&b.location));
+            (metas, chunks, Some(folders.len()))
+        }
+        None => {
+            let (metas, chunks) = list_segments(&location.store, &location.prefix, text).await?;
+            (metas, chunks, None)
+        }
+    };
+    if metas.is_empty() && folders.is_none() {
         return Err(CaptureError::EmptyDir {
             path: PathBuf::from(text),
         });
     }
-    Ok(metas.into_iter().map(object).collect())
+    let index = read_chunks(&location.store, &chunks, text).await?;
+    Ok(Listing {
+        objects: metas.into_iter().map(object).collect(),
+        index,
+        folders,
+    })
 }
 
-/// Every `*.parquet` object under `prefix`, sorted by key; dot-files (a recorder's unfinished
-/// segments) are left out as they are in a local directory.
+/// A segment's line in its folder's index chunk.
+pub struct IndexLine {
+    pub entry: fantrace_schema::index::Entry,
+    /// When the chunk was written: the chunk is written after the segment it describes, so an
+    /// object changed after this is not the one described.
+    pub written: std::time::SystemTime,
+}
+
+impl IndexLine {
+    /// Whether this line describes `object` as listed: same size, not written after the line.
+    pub fn describes(&self, object: &RemoteObject) -> bool {
+        self.entry.size == object.size && object.modified <= self.written
+    }
+}
+
+/// Listings and index chunk reads in flight at once.
+const LISTS_AT_ONCE: usize = 8;
+
+/// For a prefix laid out as a fleet's, the `date=` folders that can hold calls in `[lo, hi]`
+/// and the segments beside those folders (at the prefix or a host's level); `None` for a
+/// prefix laid out otherwise, which is then listed whole.
+async fn day_folders(
+    store: &Arc<dyn ObjectStore>,
+    prefix: &Path,
+    lo: i64,
+    hi: i64,
+    text: &str,
+) -> Result<Option<(Vec<ObjectMeta>, Vec<Path>)>, CaptureError> {
+    let prefix = (!prefix.as_ref().is_empty()).then_some(prefix);
+    let top = store
+        .list_with_delimiter(prefix)
+        .await
+        .map_err(|e| failed(text, e))?;
+    let named = |folders: &[Path], key: &str| {
+        !folders.is_empty()
+            && folders.iter().all(|f| {
+                f.filename()
+                    .is_some_and(|n| n.starts_with(key) && n.len() > key.len())
+            })
+    };
+    let segments = |metas: Vec<ObjectMeta>| metas.into_iter().filter(is_segment);
+    let mut beside: Vec<ObjectMeta> = segments(top.objects).collect();
+    let date_folders = if named(&top.common_prefixes, "host=") {
+        let mut dates = Vec::new();
+        let mut hosts = futures::stream::iter(
+            top.common_prefixes
+                .iter()
+                .map(|host| store.list_with_delimiter(Some(host))),
+        )
+        .buffered(LISTS_AT_ONCE);
+        while let Some(host) = hosts.next().await {
+            let host = host.map_err(|e| failed(text, e))?;
+            if !host.common_prefixes.is_empty() && !named(&host.common_prefixes, "date=") {
+                return Ok(None);
+            }
+            beside.extend(segments(host.objects));
+            dates.extend(host.common_prefixes);
+        }
+        dates
+    } else if named(&top.common_prefixes, "date=") {
+        top.common_prefixes
+    } else {
+        return Ok(None);
+    };
+    let days = fantrace_storage::layout::days_for(lo, hi);
+    let chosen = date_folders
+        .into_iter()
+        .filter(|f| {
+            f.filename()
+                .and_then(|n| n.strip_prefix("date="))
+                .and_then(|d| chrono::NaiveDate::parse_from_str(d, "%Y-%m-%d").ok())
+                // A folder not named by a date is listed: it may hold anything.
+                .is_none_or(|d| days.contains(&d))
+        })
+        .collect();
+    Ok(Some((beside, chosen)))
+}
+
+fn is_segment(meta: &ObjectMeta) -> bool {
+    let name = meta.location.filename().unwrap_or("");
+    name.ends_with(".parquet") && !name.starts_with('.')
+}
+
+/// Every `*.parquet` object under `prefix`, sorted by key, and the index chunks there;
+/// dot-files (a recorder's unfinished segments) are left out as they are in a local directory.
 async fn list_segments(
     store: &Arc<dyn ObjectStore>,
     prefix: &Path,
     text: &str,
-) -> Result<Vec<ObjectMeta>, CaptureError> {
+) -> Result<(Vec<ObjectMeta>, Vec<ObjectMeta>), CaptureError> {
     let prefix = (!prefix.as_ref().is_empty()).then_some(prefix);
-    let mut metas: Vec<ObjectMeta> = store
+    let all: Vec<ObjectMeta> = store
         .list(prefix)
-        .try_filter(|m| {
-            let name = m.location.filename().unwrap_or("");
-            std::future::ready(name.ends_with(".parquet") && !name.starts_with('.'))
-        })
         .try_collect()
         .await
         .map_err(|e| failed(text, e))?;
+    let chunks = all
+        .iter()
+        .filter(|m| fantrace_storage::layout::is_index_chunk(&m.location))
+        .cloned()
+        .collect();
+    let mut metas: Vec<ObjectMeta> = all.into_iter().filter(is_segment).collect();
     metas.sort_by(|a, b| a.location.cmp(&b.location));
-    Ok(metas)
+    Ok((metas, chunks))
+}
+
+/// The index lines the chunks hold, by the key of the segment each describes (in the chunk's
+/// folder). A chunk that cannot be read or parsed only costs speed: its segments' footers are
+/// read instead.
+async fn read_chunks(
+    store: &Arc<dyn ObjectStore>,
+    chunks: &[ObjectMeta],
+    text: &str,
+) -> Result<HashMap<Path, IndexLine>, CaptureError> {
+    let mut out = HashMap::new();
+    let mut read = futures::stream::iter(chunks.iter().map(|meta| async move {
+        // When the listing says it was written: a GET's Last-Modified is in whole seconds,
+        // which would put the chunk before segments shipped in the same second.
+        let written: std::time::SystemTime = meta.last_modified.into();
+        let bytes = store.get(&meta.location).await?.bytes().await?;
+        Ok::<_, object_store::Error>((&meta.location, written, bytes))
+    }))
+    .buffered(LISTS_AT_ONCE);
+    while let Some(result) = read.next().await {
+        let (key, written, bytes) = match result {
+            Ok(read) => read,
+            Err(object_store::Error::NotFound { .. }) => continue,
+            Err(e) => return Err(failed(text, e)),
+        };
+        let folder: Vec<_> = key.parts().collect();
+        let folder = Path::from_iter(folder[..folder.len().saturating_sub(1)].iter().cloned());
+        let Ok(entries) = fantrace_schema::index::parse(&bytes[..]) else {
+            continue;
+        };
+        for (name, entry) in entries {
+            out.insert(
+                folder.clone().join(name.as_str()),
+                IndexLine { entry, written },
+            );
+        }
+    }
+    Ok(out)
 }
 
 fn percent_decode(text: &str) -> String {

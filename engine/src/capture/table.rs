@@ -24,7 +24,6 @@ use datafusion::datasource::{TableProvider, TableType};
 use datafusion::logical_expr::{Between, BinaryExpr, Expr, Operator, TableProviderFilterPushDown};
 use datafusion::physical_plan::ExecutionPlan;
 use datafusion::physical_plan::empty::EmptyExec;
-use fantrace_schema::metadata as keys;
 
 use super::Segment;
 use super::chunked_scan::{ChunkedScan, CountingReaders, ScanSpec};
@@ -108,7 +107,7 @@ impl CaptureTable {
                 known: s.footer.as_ref().map(|f| (f.size, f.modified)),
                 indexed: s.indexed,
                 path: s.path.clone(),
-                times: time_range(s),
+                times: s.time_range(),
                 largest_rows: s.largest_row_group.rows,
             })
             .collect();
@@ -146,17 +145,6 @@ pub fn object_meta(
         e_tag: None,
         version: None,
     }
-}
-
-/// A segment's recorded `time` range; `None` when its metadata does not say.
-fn time_range(segment: &Segment) -> Option<(i64, i64)> {
-    let at = |key| {
-        let text = segment.meta(key)?;
-        chrono::DateTime::parse_from_rfc3339(text)
-            .ok()?
-            .timestamp_nanos_opt()
-    };
-    Some((at(keys::TIME_MIN)?, at(keys::TIME_MAX)?))
 }
 
 /// The narrowest `[lo, hi]` (ns, inclusive) the conjuncts of `filters` allow `time`; any
