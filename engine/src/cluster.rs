@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use anyhow::Context as _;
 use arrow::array::RecordBatch;
+use ballista_core::config::{BALLISTA_SCHEDULER_MAX_PARTITIONS_PER_TASK, BallistaConfig};
 use ballista_core::extension::SessionStateExt as _;
 use datafusion::common::ScalarValue;
 use datafusion::datasource::TableProvider;
@@ -16,6 +17,9 @@ use datafusion::prelude::{SessionConfig, SessionContext};
 /// The scheduler port Ballista listens on unless told otherwise.
 const DEFAULT_PORT: u16 = 50050;
 
+/// Partitions a cluster's scans are split into (each a task an executor takes).
+const SCAN_PARTITIONS: usize = 16;
+
 /// A session whose queries run on the cluster at `url` (`df://host[:port]`).
 pub fn connect(
     url: &str,
@@ -23,6 +27,17 @@ pub fn connect(
     runtime: Arc<RuntimeEnv>,
 ) -> anyhow::Result<SessionContext> {
     let scheduler = scheduler_endpoint(url)?;
+    // One task per partition: by default the scheduler packs all of a stage's partitions
+    // into one task on whichever executor has free cores, so a scan of many segments ran on
+    // one node while the others idled.
+    // And scans split for a cluster, not for this machine's cores: a stage has at most as
+    // many tasks as its scan has partitions.
+    let config = match config.options().extensions.get::<BallistaConfig>() {
+        Some(_) => config,
+        None => config.with_option_extension(BallistaConfig::default()),
+    }
+    .set_u64(BALLISTA_SCHEDULER_MAX_PARTITIONS_PER_TASK, 1)
+    .with_target_partitions(SCAN_PARTITIONS);
     let state = SessionStateBuilder::new()
         .with_default_features()
         .with_config(config)

@@ -10,6 +10,8 @@ use crate::object_store_server::free_port;
 pub struct Cluster {
     children: Vec<Child>,
     pub scheduler_port: u16,
+    log_dir: std::path::PathBuf,
+    executors: usize,
 }
 
 impl Cluster {
@@ -27,13 +29,16 @@ impl Cluster {
         let mut cluster = Cluster {
             children: Vec::new(),
             scheduler_port,
+            log_dir: log_dir.to_path_buf(),
+            executors,
         };
         let spawn = |args: Vec<String>, log: &str| -> Child {
             let log = std::fs::File::create(log_dir.join(log)).expect("cluster log file");
             Command::new(binary)
                 .args(&args)
                 .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
-                .env("RUST_LOG", "warn")
+                // Executors log each task they run: what `tasks_run` counts.
+                .env("RUST_LOG", "warn,ballista_executor::executor_server=info")
                 .stdout(Stdio::null())
                 .stderr(log)
                 .spawn()
@@ -73,6 +78,19 @@ impl Cluster {
             wait_for_port(flight, "an executor", log_dir);
         }
         cluster
+    }
+
+    /// How many tasks each executor ran so far, as its log says.
+    pub fn tasks_run(&self) -> Vec<usize> {
+        (0..self.executors)
+            .map(|i| {
+                std::fs::read_to_string(self.log_dir.join(format!("executor-{i}.log")))
+                    .unwrap_or_default()
+                    .lines()
+                    .filter(|l| l.contains("Execute task"))
+                    .count()
+            })
+            .collect()
     }
 
     pub fn url(&self) -> String {

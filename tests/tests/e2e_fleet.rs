@@ -390,6 +390,44 @@ fn a_cluster_answers_as_the_analyzer_does_over_a_bucket() {
             "the cluster's answer to {name} differs from the analyzer's"
         );
     }
+    // A scan of the 15 segments is a stage of several tasks, and both executors take some
+    // (the scheduler packed a stage's partitions into one task before).
+    let before = cluster.tasks_run();
+    let count = ["query", "-c", &url, "--format", "csv", "SELECT count(*) FROM events"];
+    let on_cluster = [&["--cluster", cluster_url.as_str()][..], &count[..]].concat();
+    assert_eq!(
+        answer(&analyzer_on(&garage, &on_cluster)),
+        answer(&analyzer_on(&garage, &count))
+    );
+    let ran: Vec<usize> = cluster
+        .tasks_run()
+        .iter()
+        .zip(&before)
+        .map(|(after, before)| after - before)
+        .collect();
+    assert!(
+        ran.iter().sum::<usize>() >= 15 && ran.iter().all(|n| *n > 0),
+        "tasks run by each executor for one count over 15 segments: {ran:?}"
+    );
+    // The same window alone and on the cluster: the segments outside it are left out before
+    // the plan is sent.
+    let windowed = [
+        "query",
+        "-c",
+        &url,
+        "--since",
+        "2026-11-01T06:00:00Z",
+        "--until",
+        "2026-11-01T07:00:00Z",
+        "--format",
+        "csv",
+        "SELECT count(*), min(time), max(time) FROM calls",
+    ];
+    let on_cluster = [&["--cluster", cluster_url.as_str()][..], &windowed[..]].concat();
+    assert_eq!(
+        answer(&analyzer_on(&garage, &on_cluster)),
+        answer(&analyzer_on(&garage, &windowed))
+    );
 }
 
 /// `fantrace-bench synth` into `dir`, failing on error.
