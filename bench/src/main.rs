@@ -69,7 +69,8 @@ struct RunArgs {
     #[arg(long, default_value_t = 10_000_000)]
     events: u64,
     /// Only these scenarios (comma-separated: overhead, storm, varied, analyzer, icount,
-    /// startup, segments, fleet, reconcile; soak and segments100k run only when named).
+    /// startup, segments, fleet, reconcile; soak, segments100k and segments1m run only when
+    /// named).
     #[arg(long, value_delimiter = ',')]
     only: Vec<String>,
     /// Events in the fleet scenario's synthetic multi-host capture.
@@ -206,6 +207,10 @@ fn run(args: &RunArgs) -> anyhow::Result<()> {
     if args.only.iter().any(|o| o == "segments100k") {
         eprintln!("segments100k: a year at 5-minute rotation, 100,000 segments");
         rows.extend(bench.many_segments(100_000)?);
+    }
+    if args.only.iter().any(|o| o == "segments1m") {
+        eprintln!("segments1m: ten years at 5-minute rotation, 1,000,000 segments (12 GB)");
+        rows.extend(bench.many_segments(1_000_000)?);
     }
     if wanted("fleet") {
         eprintln!("fleet: upload to S3 (Garage), and the forensic queries on a Ballista cluster");

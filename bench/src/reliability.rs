@@ -135,10 +135,14 @@ impl Bench {
             rfc3339(from + 60_000_000_000)
         );
         let mut rows = Vec::new();
-        for (what, condition) in [
+        // A million segments: the window alone, without DuckDB, whose reading of every footer
+        // takes minutes a run.
+        let huge = segments >= 1_000_000;
+        let queries = [
             ("count(*)", "TRUE".to_string()),
             ("one-minute window", window),
-        ] {
+        ];
+        for (what, condition) in queries.into_iter().skip(usize::from(huge)) {
             let sql = format!("SELECT count(*) FROM calls WHERE {condition}");
             let ours: Vec<Measured> = (0..self.repeat)
                 .map(|_| {
@@ -169,7 +173,9 @@ impl Bench {
             let ours_mib = median(&ours.iter().map(|m| m.peak_rss_mib).collect::<Vec<_>>());
             eprintln!("  {figure}: {ours_s:.2} s, {ours_mib:.0} MiB, {answer} rows");
             let mut row = Row::new(figure, format!("{ours_s:.2} s, {ours_mib:.0} MiB"));
-            if self.duckdb {
+            if huge {
+                row = row.target("≤ 2 s", ours_s <= 2.0);
+            } else if self.duckdb {
                 let script = format!(
                     "import duckdb; print(duckdb.sql(\"SELECT count(*) FROM read_parquet('{}') \
                      WHERE {}\").fetchall()[0][0])",

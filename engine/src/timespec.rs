@@ -77,6 +77,40 @@ pub fn window(
     )))
 }
 
+/// An RFC 3339 time as fantrace writes it (`2026-11-01T00:00:00.000000000Z`), in ns since
+/// the epoch, read without a general parser (a year of segments has a million of them); any
+/// other spelling goes through chrono's.
+pub fn parse_written(text: &str) -> Option<i64> {
+    let b = text.as_bytes();
+    let fixed = b.len() == 30
+        && b[4] == b'-'
+        && b[7] == b'-'
+        && b[10] == b'T'
+        && b[13] == b':'
+        && b[16] == b':'
+        && b[19] == b'.'
+        && b[29] == b'Z';
+    let number = |range: std::ops::Range<usize>| -> Option<u32> {
+        text.get(range.clone())?.bytes().try_fold(0u32, |n, d| {
+            d.is_ascii_digit().then(|| n * 10 + u32::from(d - b'0'))
+        })
+    };
+    if fixed {
+        let day =
+            chrono::NaiveDate::from_ymd_opt(number(0..4)? as i32, number(5..7)?, number(8..10)?)?;
+        let at = day.and_hms_nano_opt(
+            number(11..13)?,
+            number(14..16)?,
+            number(17..19)?,
+            number(20..29)?,
+        )?;
+        return at.and_utc().timestamp_nanos_opt();
+    }
+    chrono::DateTime::parse_from_rfc3339(text)
+        .ok()?
+        .timestamp_nanos_opt()
+}
+
 /// RFC 3339 with nanoseconds, as segment metadata spells times.
 pub fn rfc3339(ns: i64) -> String {
     DateTime::from_timestamp_nanos(ns).to_rfc3339_opts(chrono::SecondsFormat::Nanos, true)
@@ -85,6 +119,24 @@ pub fn rfc3339(ns: i64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn times_read_as_chrono_reads_them() {
+        for text in [
+            "2026-11-01T00:00:00.000000000Z",
+            "2027-04-18T23:59:59.999999999Z",
+            "1970-01-01T00:00:00.000000001Z",
+            "2026-11-01T00:00:00Z",
+            "2026-11-01T01:00:00.5+01:00",
+        ] {
+            let chrono = chrono::DateTime::parse_from_rfc3339(text)
+                .unwrap()
+                .timestamp_nanos_opt();
+            assert_eq!(parse_written(text), chrono, "{text}");
+        }
+        assert_eq!(parse_written("2026-13-01T00:00:00.000000000Z"), None);
+        assert_eq!(parse_written("2026-11-01T00:00:00.00000000xZ"), None);
+    }
 
     #[test]
     fn absolute_relative_and_wrong() {

@@ -393,7 +393,14 @@ fn a_cluster_answers_as_the_analyzer_does_over_a_bucket() {
     // A scan of the 15 segments is a stage of several tasks, and both executors take some
     // (the scheduler packed a stage's partitions into one task before).
     let before = cluster.tasks_run();
-    let count = ["query", "-c", &url, "--format", "csv", "SELECT count(*) FROM events"];
+    let count = [
+        "query",
+        "-c",
+        &url,
+        "--format",
+        "csv",
+        "SELECT count(*) FROM events",
+    ];
     let on_cluster = [&["--cluster", cluster_url.as_str()][..], &count[..]].concat();
     assert_eq!(
         answer(&analyzer_on(&garage, &on_cluster)),

@@ -318,7 +318,8 @@ fn identity(segment: &Segment) -> Identity<'_> {
 /// Keeps the first of each identity, calling `dropped` for every other.
 pub fn dedupe(segments: Vec<Segment>, mut dropped: impl FnMut(&Segment, &Segment)) -> Vec<Segment> {
     // Identities borrow from the segments, so the copies are found first and left out after.
-    let mut first: HashMap<Identity<'_>, usize> = HashMap::with_capacity(segments.len());
+    let mut first: HashMap<Identity<'_>, usize, foldhash::fast::RandomState> =
+        HashMap::with_capacity_and_hasher(segments.len(), Default::default());
     let mut keep = vec![true; segments.len()];
     for (i, segment) in segments.iter().enumerate() {
         let kept = *first.entry(identity(segment)).or_insert(i);
@@ -580,7 +581,12 @@ pub struct Listed {
 
 /// The index of each directory segments were listed in, read once.
 #[derive(Default)]
-struct Indexes(HashMap<PathBuf, HashMap<String, fantrace_schema::index::Entry>>);
+struct Indexes {
+    dirs: HashMap<PathBuf, fantrace_schema::index::Lines>,
+    /// The directory of the last lookup: a directory's segments are listed one after another,
+    /// and hashing its path for each of a year of segments was a tenth of the listing.
+    last: Option<PathBuf>,
+}
 
 impl Indexes {
     /// The segment as its directory's index describes it, if the line is of this very file
@@ -588,17 +594,24 @@ impl Indexes {
     fn segment(&mut self, listed: &Listed) -> Option<Segment> {
         use std::os::unix::fs::MetadataExt as _;
         let dir = listed.path.parent()?;
-        if !self.0.contains_key(dir) {
-            let index = fantrace_schema::index::read(dir).unwrap_or_else(|e| {
-                eprintln!(
-                    "fantrace-analyzer: warning: {e}; its segments are opened one by one \
-                     instead (slower on a large capture)"
-                );
-                HashMap::new()
-            });
-            self.0.insert(dir.to_path_buf(), index);
+        let same_dir = self
+            .last
+            .as_ref()
+            .is_some_and(|last| last.as_os_str() == dir.as_os_str());
+        if !same_dir {
+            if !self.dirs.contains_key(dir) {
+                let index = fantrace_schema::index::read(dir).unwrap_or_else(|e| {
+                    eprintln!(
+                        "fantrace-analyzer: warning: {e}; its segments are opened one by one \
+                         instead (slower on a large capture)"
+                    );
+                    Default::default()
+                });
+                self.dirs.insert(dir.to_path_buf(), index);
+            }
+            self.last = Some(dir.to_path_buf());
         }
-        let index = self.0.get_mut(dir)?;
+        let index = self.dirs.get_mut(self.last.as_ref()?)?;
         if index.is_empty() {
             return None;
         }
@@ -632,11 +645,7 @@ impl Segment {
 
     /// The first and last `time` its metadata records, in ns since the epoch.
     pub fn time_range(&self) -> Option<(i64, i64)> {
-        let at = |key| {
-            chrono::DateTime::parse_from_rfc3339(self.meta(key)?)
-                .ok()?
-                .timestamp_nanos_opt()
-        };
+        let at = |key| crate::timespec::parse_written(self.meta(key)?);
         Some((at(keys::TIME_MIN)?, at(keys::TIME_MAX)?))
     }
 
