@@ -265,24 +265,16 @@ fn a_cluster_answers_as_the_analyzer_does_over_a_bucket() {
     let garage = Garage::start(&garage_bin, &tmp.path().join("garage"));
     // A fleet of three hosts, 300,000 calls in 15 segments, shipped as the recorders would.
     let local = tmp.path().join("synthetic");
-    let synth = Command::new(bin("fantrace-bench"))
-        .args([
-            "synth",
+    synth(
+        &local,
+        &[
             "--events",
             "300000",
             "--segment-rows",
             "20000",
             "--hosts",
             "3",
-        ])
-        .arg("--output")
-        .arg(&local)
-        .output()
-        .expect("running fantrace-bench synth");
-    assert!(
-        synth.status.success(),
-        "{}",
-        String::from_utf8_lossy(&synth.stderr)
+        ],
     );
     let expected_local = answer(&analyzer_on(
         &garage,

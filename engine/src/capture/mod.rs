@@ -336,26 +336,69 @@ pub fn dedupe(segments: Vec<Segment>, mut dropped: impl FnMut(&Segment, &Segment
         .collect()
 }
 
-/// Like [`load`], but keeps every copy: `verify` must see them.
-pub async fn load_all(args: &CaptureArgs, checks: Checks) -> anyhow::Result<Loaded> {
-    let mut segments = Vec::new();
-    let mut bad = Vec::new();
-    let mut keep_or_fail = |err: CaptureError| -> anyhow::Result<()> {
-        if args.skip_bad {
-            bad.push(err);
+/// What [`load_all`] has found so far.
+struct Found<'a> {
+    args: &'a CaptureArgs,
+    checks: Checks,
+    segments: Vec<Segment>,
+    bad: Vec<CaptureError>,
+    windowed: Windowed,
+    footer_bytes: usize,
+}
+
+impl Found<'_> {
+    /// An unreadable input: kept with `--skip-bad`, the error without.
+    fn fail(&mut self, err: CaptureError) -> anyhow::Result<()> {
+        if self.args.skip_bad {
+            self.bad.push(err);
             Ok(())
         } else {
             Err(err.into())
         }
-    };
-    let mut windowed = Windowed::default();
-    let mut footer_bytes = 0;
-    let mut keep = |mut seg: Segment| {
-        footer_bytes += seg.footer.as_ref().map_or(0, |f| f.metadata.memory_size());
-        if footer_bytes > FOOTERS_KEPT_BYTES {
-            seg.footer = None;
+    }
+
+    /// The segments of one listing, in order: those outside the window are left out, the
+    /// others checked and kept (their footers only while the kept ones stay small).
+    async fn take(
+        &mut self,
+        opened: impl futures::Stream<Item = Result<Segment, CaptureError>>,
+    ) -> anyhow::Result<()> {
+        let mut opened = std::pin::pin!(opened);
+        while let Some(result) = opened.next().await {
+            if let Ok(segment) = &result
+                && !in_window(segment, self.args.window)
+            {
+                self.windowed.outside += 1;
+                self.windowed.unopened += u64::from(segment.indexed.is_some());
+                continue;
+            }
+            match checked(result, self.checks, self.args).await {
+                Ok(mut segment) => {
+                    self.footer_bytes += segment
+                        .footer
+                        .as_ref()
+                        .map_or(0, |f| f.metadata.memory_size());
+                    if self.footer_bytes > FOOTERS_KEPT_BYTES {
+                        segment.footer = None;
+                    }
+                    self.segments.push(segment);
+                }
+                Err(e) => self.fail(e)?,
+            }
         }
-        segments.push(seg);
+        Ok(())
+    }
+}
+
+/// Like [`load`], but keeps every copy: `verify` must see them.
+pub async fn load_all(args: &CaptureArgs, checks: Checks) -> anyhow::Result<Loaded> {
+    let mut found = Found {
+        args,
+        checks,
+        segments: Vec::new(),
+        bad: Vec::new(),
+        windowed: Windowed::default(),
+        footer_bytes: 0,
     };
     for input in &args.captures {
         let text = input.to_string_lossy();
@@ -366,16 +409,16 @@ pub async fn load_all(args: &CaptureArgs, checks: Checks) -> anyhow::Result<Load
                 {
                     Ok(listing) => listing,
                     Err(e) => {
-                        keep_or_fail(e)?;
+                        found.fail(e)?;
                         continue;
                     }
                 };
             if let Some(n) = listing.folders {
-                *windowed.folders.get_or_insert(0) += n;
+                *found.windowed.folders.get_or_insert(0) += n;
             }
             let use_index = checks.index && !args.verify_data;
             let mut index = listing.index;
-            let mut opened = futures::stream::iter(listing.objects.into_iter().map(|object| {
+            let opened = futures::stream::iter(listing.objects.into_iter().map(|object| {
                 let line = use_index
                     .then(|| index.remove(&object.key))
                     .flatten()
@@ -390,19 +433,7 @@ pub async fn load_all(args: &CaptureArgs, checks: Checks) -> anyhow::Result<Load
                 }
             }))
             .buffered(FOOTERS_AT_ONCE);
-            while let Some(result) = opened.next().await {
-                if let Ok(segment) = &result
-                    && !in_window(segment, args.window)
-                {
-                    windowed.outside += 1;
-                    windowed.unopened += u64::from(segment.indexed.is_some());
-                    continue;
-                }
-                match checked(result, checks, args).await {
-                    Ok(seg) => keep(seg),
-                    Err(e) => keep_or_fail(e)?,
-                }
-            }
+            found.take(opened).await?;
             continue;
         }
         let mut indexes = Indexes::default();
@@ -414,7 +445,7 @@ pub async fn load_all(args: &CaptureArgs, checks: Checks) -> anyhow::Result<Load
                     // (decoding is most of the cost of a capture of many small segments), in
                     // order, with a bounded number of files open.
                     let use_index = checks.index && !args.verify_data;
-                    let mut opened = futures::stream::iter(listed.into_iter().map(|listed| {
+                    let opened = futures::stream::iter(listed.into_iter().map(|listed| {
                         match use_index.then(|| indexes.segment(&listed)).flatten() {
                             Some(segment) => {
                                 futures::future::Either::Left(futures::future::ready(Ok(segment)))
@@ -423,24 +454,18 @@ pub async fn load_all(args: &CaptureArgs, checks: Checks) -> anyhow::Result<Load
                         }
                     }))
                     .buffered(FOOTERS_AT_ONCE);
-                    while let Some(result) = opened.next().await {
-                        if let Ok(segment) = &result
-                            && !in_window(segment, args.window)
-                        {
-                            windowed.outside += 1;
-                            windowed.unopened += u64::from(segment.indexed.is_some());
-                            continue;
-                        }
-                        match checked(result, checks, args).await {
-                            Ok(seg) => keep(seg),
-                            Err(e) => keep_or_fail(e)?,
-                        }
-                    }
+                    found.take(opened).await?;
                 }
-                Err(e) => keep_or_fail(e)?,
+                Err(e) => found.fail(e)?,
             }
         }
     }
+    let Found {
+        segments,
+        bad,
+        windowed,
+        ..
+    } = found;
     for err in &bad {
         eprintln!("fantrace-analyzer: skipped: {err}");
     }
