@@ -136,6 +136,7 @@ pub fn main() -> ExitCode {
         max_spill: cli.max_spill as u64,
         no_stats: cli.no_stats,
         cluster: cli.cluster,
+        plan_marks: true,
         window: None,
     };
     let result = foreign::guard(|| {

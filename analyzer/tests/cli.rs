@@ -236,6 +236,28 @@ fn query_formats_and_sql_sources() {
         table.contains("| avd  | 2 |") && table.contains("| evil | 3 |"),
         "{table}"
     );
+    // A statement that does not name the mark-state views is planned without them; one that
+    // does, or lists the tables, has them, however it spells them.
+    let listed = ok(&["query", "-c", c, "--format", "csv", "SHOW TABLES"]);
+    assert!(listed.contains(",marks,"), "{listed}");
+    let marks = ok(&[
+        "query",
+        "-c",
+        c,
+        "--format",
+        "csv",
+        "SELECT count(*) AS n FROM MARKS",
+    ]);
+    assert!(marks.starts_with("n\n"), "{marks}");
+    let at = ok(&[
+        "query",
+        "-c",
+        c,
+        "--format",
+        "csv",
+        "SELECT count(*) AS n FROM marks_at('2030-01-01T00:00:00Z')",
+    ]);
+    assert!(at.starts_with("n\n"), "{at}");
     let csv = ok(&[
         "query",
         "-c",

@@ -30,9 +30,23 @@ pub struct SessionOptions {
     pub no_stats: bool,
     /// Run queries on this Ballista cluster (`df://host:port`) instead of in this process.
     pub cluster: Option<String>,
+    /// Define `marks` and `marks_at`. Planning the mark-state views is most of a session's
+    /// set-up (13 of its 20 ms), so a single statement that cannot name them (see
+    /// [`may_name_marks`]) goes without.
+    pub plan_marks: bool,
     /// Every table holds only the calls in this window (ns since the epoch, inclusive): what
     /// `--since`/`--until` ask for (see `CaptureArgs::window`).
     pub window: Option<(i64, i64)>,
+}
+
+/// Whether `sql` may use `marks` or `marks_at`, or list the tables: any mention of "marks"
+/// (in any case, even in a string), of the catalog or of SHOW. An over-approximation, so
+/// that a statement that needs the views always has them.
+pub fn may_name_marks(sql: &str) -> bool {
+    let sql = sql.to_ascii_lowercase();
+    ["marks", "information_schema", "show", "describe"]
+        .iter()
+        .any(|word| sql.contains(word))
 }
 
 /// Statements that write, change settings or reach outside the captures are refused.
@@ -146,18 +160,21 @@ pub async fn open(segments: &[Segment], opts: &SessionOptions) -> anyhow::Result
         .context("registering table calls")?;
     let model = mark_model(segments);
     let marks = crate::marks::view_sql(model);
-    for view in [
+    let views = [
         EVENTS_VIEW.as_str(),
         INITS_VIEW.as_str(),
         EXITS_VIEW.as_str(),
         marks.as_str(),
-    ] {
+    ];
+    for view in &views[..views.len() - usize::from(!opts.plan_marks)] {
         ctx.sql(view)
             .await
             .with_context(|| format!("defining a view: {view}"))?;
     }
-    let marks_at = crate::marks::MarksAt::new(&ctx, model).await?;
-    ctx.register_udtf("marks_at", Arc::new(marks_at));
+    if opts.plan_marks {
+        let marks_at = crate::marks::MarksAt::new(&ctx, model).await?;
+        ctx.register_udtf("marks_at", Arc::new(marks_at));
+    }
     let registered = if opts.cluster.is_some() {
         // A cluster is sent plans, and an in-memory table is not something a plan can carry:
         // the rows go as a VALUES list instead.

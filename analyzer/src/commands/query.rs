@@ -77,6 +77,10 @@ pub async fn run(mut args: QueryArgs, opts: SessionOptions) -> anyhow::Result<()
         chrono::Utc::now(),
     )
     .map_err(anyhow::Error::msg)?;
+    let opts = SessionOptions {
+        plan_marks: session::may_name_marks(&sql),
+        ..opts
+    };
     let (loaded, ctx) = session::open_captures(&args.capture, &opts).await?;
     deliver(
         &ctx,
