@@ -158,20 +158,16 @@ pub async fn open(segments: &[Segment], opts: &SessionOptions) -> anyhow::Result
     // The segments hold both syscalls; `events` and `inits` are the views people query.
     ctx.register_table("calls", calls.into_view())
         .context("registering table calls")?;
-    let model = mark_model(segments);
-    let marks = crate::marks::view_sql(model);
-    let views = [
+    for view in [
         EVENTS_VIEW.as_str(),
         INITS_VIEW.as_str(),
         EXITS_VIEW.as_str(),
-        marks.as_str(),
-    ];
-    for view in &views[..views.len() - usize::from(!opts.plan_marks)] {
-        ctx.sql(view)
-            .await
-            .with_context(|| format!("defining a view: {view}"))?;
+    ] {
+        define_view(&ctx, view).await?;
     }
     if opts.plan_marks {
+        let model = mark_model(segments);
+        define_view(&ctx, &crate::marks::view_sql(model)).await?;
         let marks_at = crate::marks::MarksAt::new(&ctx, model).await?;
         ctx.register_udtf("marks_at", Arc::new(marks_at));
     }
@@ -189,6 +185,13 @@ pub async fn open(segments: &[Segment], opts: &SessionOptions) -> anyhow::Result
     };
     registered.context("registering table stats")?;
     Ok(ctx)
+}
+
+async fn define_view(ctx: &SessionContext, view: &str) -> anyhow::Result<()> {
+    ctx.sql(view)
+        .await
+        .with_context(|| format!("defining a view: {view}"))?;
+    Ok(())
 }
 
 /// The mark-state model the segments allow: the kernel's view when any segment records it

@@ -12,9 +12,9 @@ use std::time::{Duration, Instant};
 use anyhow::Context as _;
 use bytes::Bytes;
 use fantrace_schema::metadata as keys;
+use fantrace_storage::layout::folder_of;
 use fantrace_storage::{HiveKey, Location, hive_key, upload_check};
 use object_store::{ObjectStoreExt as _, PutPayload};
-use parquet::file::reader::FileReader as _;
 
 use crate::status::WriterProgress;
 
@@ -191,7 +191,10 @@ impl IndexChunk {
         entry: fantrace_schema::index::Entry,
     ) {
         let key = fantrace_storage::index_chunk_key(segment_key, &entry.name);
-        let same_folder = self.key.as_ref().is_some_and(|k| folder(k) == folder(&key));
+        let same_folder = self
+            .key
+            .as_ref()
+            .is_some_and(|k| folder_of(k) == folder_of(&key));
         if !same_folder || self.entries.len() >= CHUNK_SEGMENTS {
             self.flush(cfg).await;
             self.key = Some(key);
@@ -226,12 +229,6 @@ impl IndexChunk {
     }
 }
 
-/// The folder a key is in.
-fn folder(key: &object_store::path::Path) -> Vec<String> {
-    let parts: Vec<String> = key.parts().map(|p| p.as_ref().to_string()).collect();
-    parts[..parts.len().saturating_sub(1)].to_vec()
-}
-
 fn publish_backlog(progress: &WriterProgress, waiting: &[PathBuf]) {
     let bytes: u64 = waiting
         .iter()
@@ -250,7 +247,7 @@ pub fn waiting_segments(dir: &Path) -> anyhow::Result<Vec<PathBuf>> {
 }
 
 /// Uploads one segment, confirms the store holds its bytes, then removes the local file.
-/// Returns its URL, size and index line.
+/// Returns its key, size and index line.
 async fn ship(
     cfg: &UploadConfig,
     path: &Path,
@@ -258,7 +255,7 @@ async fn ship(
     let bytes =
         Bytes::from(std::fs::read(path).with_context(|| format!("reading {}", path.display()))?);
     let entry = fantrace_schema::index::Entry::of_file(path)?;
-    let (hostname, date) = origin(path, &bytes)?;
+    let (hostname, date) = origin(path, &entry)?;
     let file_name = path
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
@@ -353,19 +350,19 @@ fn looks_like_md5(etag: &str) -> bool {
     digest.len() == 32 && digest.bytes().all(|b| b.is_ascii_hexdigit())
 }
 
-/// The host and UTC day a segment's key is made of, from its own metadata, so that a backlog
-/// left by an earlier run (or another hostname) lands where its rows say it belongs.
-fn origin(path: &Path, bytes: &Bytes) -> anyhow::Result<(String, chrono::NaiveDate)> {
-    let reader = parquet::file::reader::SerializedFileReader::new(bytes.clone())
-        .with_context(|| format!("{}: not a readable segment", path.display()))?;
-    let meta = reader.metadata().file_metadata().key_value_metadata();
-    let get = |key: &str| {
-        meta.and_then(|kv| kv.iter().find(|e| e.key == key))
-            .and_then(|e| e.value.clone())
-    };
-    let hostname = get(keys::HOSTNAME).unwrap_or_else(|| "unknown".to_string());
+/// The host and UTC day a segment's key is made of, from its own metadata (as its index line
+/// keeps it), so that a backlog left by an earlier run (or another hostname) lands where its
+/// rows say it belongs.
+fn origin(
+    path: &Path,
+    entry: &fantrace_schema::index::Entry,
+) -> anyhow::Result<(String, chrono::NaiveDate)> {
+    let get = |key: &str| entry.metadata.get(key);
+    let hostname = get(keys::HOSTNAME)
+        .map_or("unknown", String::as_str)
+        .to_string();
     let date = get(keys::SEGMENT_START)
-        .and_then(|s| chrono::DateTime::parse_from_rfc3339(&s).ok())
+        .and_then(|s| chrono::DateTime::parse_from_rfc3339(s).ok())
         .map(|t| t.with_timezone(&chrono::Utc).date_naive())
         .with_context(|| {
             format!(

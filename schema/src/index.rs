@@ -319,19 +319,48 @@ pub fn read(dir: &Path) -> Result<Lines, IndexError> {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Lines::default()),
         Err(cause) => return Err(IndexError::Io { path, cause }),
     };
+    let size = file.metadata().map_or(0, |m| m.len());
+    let reader = std::io::BufReader::with_capacity(1 << 20, file);
     // A line is about 700 bytes: reserving for them all spares the map its rehashing.
-    let expected = file.metadata().map_or(0, |m| m.len() / 700) as usize;
-    parse_parallel(std::io::BufReader::with_capacity(1 << 20, file), expected)
-        .map_err(|cause| IndexError::Io { path, cause })
+    let expected = (size / 700) as usize;
+    let lines = if size > PARSE_CHUNK as u64 {
+        parse_parallel(reader, expected)
+    } else {
+        parse_into(
+            reader,
+            Lines::with_capacity_and_hasher(expected, Default::default()),
+        )
+    };
+    lines.map_err(|cause| IndexError::Io { path, cause })
 }
 
 /// The lines of an index (a local one, or a chunk of one in an object store) by file name,
 /// the last for a name winning; a line that does not parse is left out.
 pub fn parse(reader: impl std::io::BufRead) -> std::io::Result<Lines> {
-    parse_parallel(reader, 0)
+    parse_into(reader, Lines::default())
 }
 
-/// Bytes of whole lines handed to a parsing thread at a time.
+/// [`parse`] into `out`, on this thread.
+fn parse_into(mut reader: impl std::io::BufRead, mut out: Lines) -> std::io::Result<Lines> {
+    let mut line = Vec::new();
+    loop {
+        line.clear();
+        if reader.read_until(b'\n', &mut line)? == 0 {
+            return Ok(out);
+        }
+        out.extend(decode(&line).map(|entry| (entry.name.clone(), entry)));
+    }
+}
+
+/// The entries of whole lines, those that parse.
+fn decode(lines: &[u8]) -> impl Iterator<Item = Entry> + '_ {
+    lines
+        .split(|b| *b == b'\n')
+        .filter_map(|line| serde_json::from_slice::<Entry>(line).ok())
+}
+
+/// Bytes of whole lines handed to a parsing thread at a time; an index no larger is parsed on
+/// the calling thread.
 const PARSE_CHUNK: usize = 4 << 20;
 
 /// [`parse`], the lines decoded on every core: a year of segments is 400 MB of JSON, and
@@ -351,11 +380,7 @@ fn parse_parallel(mut reader: impl std::io::BufRead, expected: usize) -> std::io
                 loop {
                     let next = chunks.lock().unwrap_or_else(|p| p.into_inner()).recv();
                     let Ok((seq, chunk)) = next else { break };
-                    let entries = chunk
-                        .split(|b| *b == b'\n')
-                        .filter_map(|line| serde_json::from_slice::<Entry>(line).ok())
-                        .collect();
-                    if to_merge.send((seq, entries)).is_err() {
+                    if to_merge.send((seq, decode(&chunk).collect())).is_err() {
                         break;
                     }
                 }
@@ -370,39 +395,31 @@ fn parse_parallel(mut reader: impl std::io::BufRead, expected: usize) -> std::io
             for (seq, entries) in parsed {
                 waiting.insert(seq, entries);
                 while let Some(entries) = waiting.remove(&next) {
-                    for entry in entries {
-                        out.insert(entry.name.clone(), entry);
-                    }
+                    out.extend(entries.into_iter().map(|entry| (entry.name.clone(), entry)));
                     next += 1;
                 }
             }
             out
         });
-        let mut seq = 0;
-        let mut carry = Vec::new();
-        let read = loop {
-            let mut chunk = std::mem::take(&mut carry);
-            chunk.reserve(PARSE_CHUNK + 4096);
-            let mut eof = false;
+        let mut read = Ok(());
+        for seq in 0.. {
+            let mut chunk = Vec::with_capacity(PARSE_CHUNK + 4096);
             while chunk.len() < PARSE_CHUNK {
                 match reader.read_until(b'\n', &mut chunk) {
-                    Ok(0) => {
-                        eof = true;
+                    Ok(0) => break,
+                    Ok(_) => {}
+                    Err(e) => {
+                        read = Err(e);
                         break;
                     }
-                    Ok(_) => {}
-                    Err(e) => return Err(e),
                 }
             }
-            if !chunk.is_empty() && to_parse.send((seq, chunk)).is_err() {
-                break Ok(());
+            // Short of a full chunk: the input ended (or failed).
+            let last = chunk.len() < PARSE_CHUNK;
+            if (!chunk.is_empty() && to_parse.send((seq, chunk)).is_err()) || last {
+                break;
             }
-            seq += 1;
-            if eof {
-                break Ok(());
-            }
-            carry = Vec::new();
-        };
+        }
         drop(to_parse);
         let lines = merger.join().unwrap_or_default();
         read.map(|()| lines)

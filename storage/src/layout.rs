@@ -38,10 +38,13 @@ pub fn index_chunk_key(segment_key: &Path, first_segment: &str) -> Path {
         .strip_suffix(".parquet")
         .unwrap_or(first_segment);
     let name = format!("{INDEX_CHUNK_PREFIX}{stem}.jsonl");
-    match segment_key.parts().count() {
-        0 | 1 => Path::from(name.as_str()),
-        n => Path::from_iter(segment_key.parts().take(n - 1)).join(name.as_str()),
-    }
+    folder_of(segment_key).join(name.as_str())
+}
+
+/// The folder `key` is in (empty at the top of the store).
+pub fn folder_of(key: &Path) -> Path {
+    let parts: Vec<_> = key.parts().collect();
+    Path::from_iter(parts[..parts.len().saturating_sub(1)].iter().cloned())
 }
 
 /// Whether `key` names an index chunk.

@@ -272,10 +272,12 @@ impl Windowed {
 /// none (an older segment, or one with no calls that still says something: losses, the end of
 /// a recording).
 fn in_window(segment: &Segment, window: Option<(i64, i64)>) -> bool {
-    match (window, segment.time_range()) {
-        (Some((lo, hi)), Some((min, max))) => max >= lo && min <= hi,
-        _ => true,
-    }
+    window.is_none_or(|window| meets(segment.time_range(), window))
+}
+
+/// Whether a recorded time range (`None`: not recorded) may hold a time in `[lo, hi]`.
+pub(crate) fn meets(range: Option<(i64, i64)>, (lo, hi): (i64, i64)) -> bool {
+    range.is_none_or(|(min, max)| max >= lo && min <= hi)
 }
 
 /// Finds and checks every segment of the captures, reading each segment once however often it
@@ -607,10 +609,11 @@ pub struct Listed {
 /// The index of each directory segments were listed in, read once.
 #[derive(Default)]
 struct Indexes {
-    dirs: HashMap<PathBuf, fantrace_schema::index::Lines>,
-    /// The directory of the last lookup: a directory's segments are listed one after another,
-    /// and hashing its path for each of a year of segments was a tenth of the listing.
-    last: Option<PathBuf>,
+    /// The index of the directory of the last lookup: a directory's segments are listed one
+    /// after another, and hashing its path for each of a year of segments was a tenth of the
+    /// listing.
+    current: Option<(PathBuf, fantrace_schema::index::Lines)>,
+    others: HashMap<PathBuf, fantrace_schema::index::Lines>,
 }
 
 impl Indexes {
@@ -619,24 +622,26 @@ impl Indexes {
     fn segment(&mut self, listed: &Listed) -> Option<Segment> {
         use std::os::unix::fs::MetadataExt as _;
         let dir = listed.path.parent()?;
-        let same_dir = self
-            .last
+        if self
+            .current
             .as_ref()
-            .is_some_and(|last| last.as_os_str() == dir.as_os_str());
-        if !same_dir {
-            if !self.dirs.contains_key(dir) {
-                let index = fantrace_schema::index::read(dir).unwrap_or_else(|e| {
+            .is_none_or(|(d, _)| d.as_os_str() != dir.as_os_str())
+        {
+            if let Some((d, index)) = self.current.take() {
+                self.others.insert(d, index);
+            }
+            let index = self.others.remove(dir).unwrap_or_else(|| {
+                fantrace_schema::index::read(dir).unwrap_or_else(|e| {
                     eprintln!(
                         "fantrace-analyzer: warning: {e}; its segments are opened one by one \
                          instead (slower on a large capture)"
                     );
                     Default::default()
-                });
-                self.dirs.insert(dir.to_path_buf(), index);
-            }
-            self.last = Some(dir.to_path_buf());
+                })
+            });
+            self.current = Some((dir.to_path_buf(), index));
         }
-        let index = self.dirs.get_mut(self.last.as_ref()?)?;
+        let (_, index) = self.current.as_mut()?;
         if index.is_empty() {
             return None;
         }

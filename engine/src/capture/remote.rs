@@ -285,8 +285,7 @@ async fn read_chunks(
             Err(object_store::Error::NotFound { .. }) => continue,
             Err(e) => return Err(failed(text, e)),
         };
-        let folder: Vec<_> = key.parts().collect();
-        let folder = Path::from_iter(folder[..folder.len().saturating_sub(1)].iter().cloned());
+        let folder = fantrace_storage::layout::folder_of(key);
         let Ok(entries) = fantrace_schema::index::parse(&bytes[..]) else {
             continue;
         };

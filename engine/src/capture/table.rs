@@ -262,9 +262,7 @@ impl TableProvider for CaptureTable {
         let mut files = Vec::new();
         let mut largest_rows = 0;
         for file in &self.files {
-            if let Some((min, max)) = file.times
-                && (max < lo || min > hi)
-            {
+            if !super::meets(file.times, (lo, hi)) {
                 pruned += 1;
                 unopened += u64::from(file.indexed.is_some());
                 continue;
